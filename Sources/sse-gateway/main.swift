@@ -1,0 +1,2 @@
+import GatewayServer
+print("hi")

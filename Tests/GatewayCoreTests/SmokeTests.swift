@@ -1,0 +1,3 @@
+import XCTest
+@testable import GatewayCore
+final class SmokeTests: XCTestCase { func testVersion() { XCTAssertFalse(GatewayCoreVersion.string.isEmpty) } }

@@ -1,0 +1,3 @@
+import XCTest
+@testable import GatewayServer
+final class ServerSmokeTests: XCTestCase { func testNothing() {} }
