@@ -1,0 +1,95 @@
+import GatewayCore
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOSSL
+
+/// Everything a request needs from one configuration generation, built once when the config is loaded.
+///
+/// Immutable and shared across event loops. A reload builds a new runtime; requests already in flight keep the
+/// one they started with, so open streams are never disturbed by a reload.
+final class GatewayRuntime: Sendable {
+    let configuration: GatewayConfiguration
+    let routeTable: RouteTable
+    /// Indexed like `configuration.routes`.
+    let endpoints: [UpstreamEndpoint]
+
+    init(configuration: GatewayConfiguration) throws {
+        self.configuration = configuration
+        self.routeTable = RouteTable(routes: configuration.routes)
+        var endpoints: [UpstreamEndpoint] = []
+        for (index, route) in configuration.routes.enumerated() {
+            endpoints.append(try UpstreamEndpoint(route: route, tlsIdentity: index))
+        }
+        self.endpoints = endpoints
+    }
+}
+
+extension UpstreamEndpoint {
+    /// Builds the TLS context for an https upstream (system trust store unless `tls.ca_file` is set).
+    init(route: RouteConfiguration, tlsIdentity: Int) throws {
+        var context: NIOSSLContext?
+        var serverName: String?
+        if route.upstream.scheme == .https {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            let settings = route.upstreamTLS
+            if let caFile = settings.caFilePath {
+                tls.trustRoots = .file(caFile)
+            }
+            if let certificate = settings.certificatePath, let key = settings.privateKeyPath {
+                tls.certificateChain = try NIOSSLCertificate.fromPEMFile(certificate).map { .certificate($0) }
+                tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
+            }
+            context = try NIOSSLContext(configuration: tls)
+            let name = settings.serverName ?? route.upstream.host
+            serverName = Self.isIPLiteral(name) ? nil : name
+        }
+        self.init(url: route.upstream, tlsContext: context, serverName: serverName, tlsIdentity: tlsIdentity)
+    }
+
+    static func isIPLiteral(_ host: String) -> Bool {
+        (try? SocketAddress(ipAddress: host, port: 0)) != nil
+    }
+}
+
+/// The runtime currently in force; swapped atomically by a reload.
+final class RuntimeHolder: Sendable {
+    private let box: NIOLockedValueBox<GatewayRuntime>
+
+    init(_ runtime: GatewayRuntime) {
+        self.box = NIOLockedValueBox(runtime)
+    }
+
+    var current: GatewayRuntime { box.withLockedValue { $0 } }
+
+    func replace(with runtime: GatewayRuntime) {
+        box.withLockedValue { $0 = runtime }
+    }
+}
+
+/// One `UpstreamConnector` per event loop, looked up without locks.
+final class UpstreamConnectors: @unchecked Sendable {
+    // @unchecked: the dictionary is immutable after init, and each connector is only used on its own loop.
+    private let byLoop: [ObjectIdentifier: UpstreamConnector]
+
+    init(group: any EventLoopGroup) {
+        var map: [ObjectIdentifier: UpstreamConnector] = [:]
+        for loop in group.makeIterator() {
+            map[ObjectIdentifier(loop)] = UpstreamConnector(eventLoop: loop)
+        }
+        self.byLoop = map
+    }
+
+    func connector(for loop: any EventLoop) -> UpstreamConnector {
+        guard let connector = byLoop[ObjectIdentifier(loop)] else {
+            preconditionFailure("no upstream connector for event loop \(loop)")
+        }
+        return connector
+    }
+
+    func closeAllIdle() {
+        for (_, connector) in byLoop {
+            connector.eventLoop.execute { connector.closeIdle() }
+        }
+    }
+}

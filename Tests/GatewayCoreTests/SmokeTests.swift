@@ -1,3 +1,0 @@
-import XCTest
-@testable import GatewayCore
-final class SmokeTests: XCTestCase { func testVersion() { XCTAssertFalse(GatewayCoreVersion.string.isEmpty) } }

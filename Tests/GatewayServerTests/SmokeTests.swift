@@ -1,3 +1,0 @@
-import XCTest
-@testable import GatewayServer
-final class ServerSmokeTests: XCTestCase { func testNothing() {} }

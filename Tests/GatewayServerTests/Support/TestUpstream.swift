@@ -1,0 +1,129 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// A request as the test upstream saw it.
+struct RecordedRequest: Sendable {
+    var head: HTTPRequestHead
+    var body: String
+}
+
+/// Lets a test script an upstream response part by part, from any thread.
+struct UpstreamResponder: Sendable {
+    let channel: any Channel
+
+    func head(_ status: HTTPResponseStatus = .ok, _ headers: [(String, String)] = []) {
+        let head = HTTPResponseHead(version: .http1_1, status: status, headers: HTTPHeaders(headers))
+        channel.writeAndFlush(HTTPServerResponsePart.head(head), promise: nil)
+    }
+
+    func sseHead(_ extra: [(String, String)] = []) {
+        head(.ok, [("content-type", "text/event-stream")] + extra)
+    }
+
+    func body(_ text: String) {
+        channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(string: text))), promise: nil)
+    }
+
+    func end() {
+        channel.writeAndFlush(HTTPServerResponsePart.end(nil), promise: nil)
+    }
+
+    /// Closes with FIN (an orderly close mid-response).
+    func close() {
+        channel.close(promise: nil)
+    }
+
+    /// Closes with RST (SO_LINGER 0).
+    func reset() {
+        let channel = self.channel
+        channel.eventLoop.execute {
+            guard let provider = channel as? any SocketOptionProvider else {
+                channel.close(promise: nil)
+                return
+            }
+            provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+
+    var isWritable: Bool { channel.isWritable }
+}
+
+/// A real HTTP/1.1 server on 127.0.0.1:0 whose answers the test scripts.
+final class TestUpstream: Sendable {
+    typealias Handler = @Sendable (RecordedRequest, UpstreamResponder) -> Void
+
+    let channel: any Channel
+    private let state: NIOLockedValueBox<State>
+
+    struct State {
+        var requests: [RecordedRequest] = []
+        var connectionsAccepted = 0
+        var connectionsClosed = 0
+    }
+
+    var port: Int { channel.localAddress!.port! }
+    var url: String { "http://127.0.0.1:\(port)" }
+    var requests: [RecordedRequest] { state.withLockedValue { $0.requests } }
+    var connectionsAccepted: Int { state.withLockedValue { $0.connectionsAccepted } }
+    var connectionsClosed: Int { state.withLockedValue { $0.connectionsClosed } }
+
+    init(group: any EventLoopGroup, handler: @escaping Handler) async throws {
+        let state = NIOLockedValueBox(State())
+        self.state = state
+        self.channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(.backlog, value: 4096)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    state.withLockedValue { $0.connectionsAccepted += 1 }
+                    channel.closeFuture.whenComplete { _ in state.withLockedValue { $0.connectionsClosed += 1 } }
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: false)
+                    try channel.pipeline.syncOperations.addHandler(
+                        TestUpstreamHandler(handler: handler, record: { request in
+                            state.withLockedValue { $0.requests.append(request) }
+                        })
+                    )
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0)
+            .get()
+    }
+
+    func stop() async {
+        try? await channel.close()
+    }
+}
+
+private final class TestUpstreamHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+
+    let handler: TestUpstream.Handler
+    let record: @Sendable (RecordedRequest) -> Void
+    var head: HTTPRequestHead?
+    var body = ""
+
+    init(handler: @escaping TestUpstream.Handler, record: @escaping @Sendable (RecordedRequest) -> Void) {
+        self.handler = handler
+        self.record = record
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            self.head = head
+            body = ""
+        case .body(let buffer):
+            body += String(buffer: buffer)
+        case .end:
+            let request = RecordedRequest(head: head!, body: body)
+            record(request)
+            handler(request, UpstreamResponder(channel: context.channel))
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}
