@@ -528,7 +528,8 @@ final class ConfigurationLoaderTests: XCTestCase {
             [
                 "gw.yml:5:16: routes[0].heartbeat: expected a duration such as 250ms, 30s, 5m or 1h, got '15 seconds'",
                 "gw.yml:6:25: routes[0].timeouts.connect: must be greater than 0",
-                "gw.yml:6:46: routes[0].timeouts.response_header: expected a duration such as 250ms, 30s, 5m or 1h, got '-1s'",
+                "gw.yml:6:46: routes[0].timeouts.response_header: "
+                    + "expected a duration such as 250ms, 30s, 5m or 1h, got '-1s'",
                 "gw.yml:7:18: routes[0].max_streams: must be at least 1, got 0",
                 "gw.yml:8:26: routes[0].max_stream_duration: must be greater than 0",
             ]
@@ -572,7 +573,8 @@ final class ConfigurationLoaderTests: XCTestCase {
         let yaml = policyYAML("      algorithms: [HS256, None]\n      secret: \(secret)")
         assertOnlyError(
             yaml,
-            "gw.yml:8:27: auth_policies.users.jwt.algorithms[1]: algorithm 'none' is never allowed (it accepts unsigned tokens)"
+            "gw.yml:8:27: auth_policies.users.jwt.algorithms[1]: "
+                + "algorithm 'none' is never allowed (it accepts unsigned tokens)"
         )
     }
 
@@ -581,7 +583,10 @@ final class ConfigurationLoaderTests: XCTestCase {
             errors(policyYAML("      algorithms: [hs256, XS1]\n      secret: \(secret)")),
             [
                 "gw.yml:8:20: auth_policies.users.jwt.algorithms[0]: unknown algorithm 'hs256' (did you mean 'HS256'?)",
-                "gw.yml:8:27: auth_policies.users.jwt.algorithms[1]: unknown algorithm 'XS1' (expected one of HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA)",
+                "gw.yml:8:27: auth_policies.users.jwt.algorithms[1]: "
+                    + "unknown algorithm 'XS1' "
+                    + "(expected one of HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, "
+                    + "ES256, ES384, ES512, EdDSA)",
             ]
         )
     }
@@ -628,8 +633,10 @@ final class ConfigurationLoaderTests: XCTestCase {
         XCTAssertEqual(
             errors(yaml),
             [
-                "gw.yml:10:11: auth_policies.users.jwt.public_keys[0]: file '\(directory)/keys/missing.pem' does not exist",
-                "gw.yml:11:11: auth_policies.users.jwt.public_keys[1]: file '\(directory)/keys/plain.txt' contains no PEM block ('-----BEGIN ...')",
+                "gw.yml:10:11: auth_policies.users.jwt.public_keys[0]: "
+                    + "file '\(directory)/keys/missing.pem' does not exist",
+                "gw.yml:11:11: auth_policies.users.jwt.public_keys[1]: "
+                    + "file '\(directory)/keys/plain.txt' contains no PEM block ('-----BEGIN ...')",
             ]
         )
     }
@@ -654,10 +661,12 @@ final class ConfigurationLoaderTests: XCTestCase {
             errors(yaml),
             [
                 "gw.yml:7:21: auth_policies.users.token_sources[0]: expected exactly one of query, cookie or header",
-                "gw.yml:7:53: auth_policies.users.token_sources[1].header: 'Bad Header' is not a valid HTTP header name",
+                "gw.yml:7:53: auth_policies.users.token_sources[1].header: "
+                    + "'Bad Header' is not a valid HTTP header name",
                 "gw.yml:7:68: auth_policies.users.token_sources[2]: expected exactly one of query, cookie or header",
                 "gw.yml:7:69: auth_policies.users.token_sources[2].form: unknown key 'form'",
-                "gw.yml:9:17: auth_policies.users.api_keys[0].sha256: expected 64 hexadecimal characters (the key's SHA-256), got 3 characters",
+                "gw.yml:9:17: auth_policies.users.api_keys[0].sha256: "
+                    + "expected 64 hexadecimal characters (the key's SHA-256), got 3 characters",
             ]
         )
     }
@@ -668,7 +677,8 @@ final class ConfigurationLoaderTests: XCTestCase {
         let yaml = Self.minimal + "\ncors:\n  allowed_origins: [\"*\"]\n  allow_credentials: true"
         assertOnlyError(
             yaml,
-            "gw.yml:6:21: cors.allowed_origins[0]: '*' cannot be combined with allow_credentials: true (browsers refuse it)"
+            "gw.yml:6:21: cors.allowed_origins[0]: "
+                + "'*' cannot be combined with allow_credentials: true (browsers refuse it)"
         )
         XCTAssertNoThrow(try parse(Self.minimal + "\ncors:\n  allowed_origins: [\"*\"]"))
     }
@@ -677,7 +687,8 @@ final class ConfigurationLoaderTests: XCTestCase {
         XCTAssertEqual(
             errors(Self.minimal + "\ncors:\n  allowed_origins: [\"https://a.example/\", app.example]"),
             [
-                "gw.yml:6:21: cors.allowed_origins[0]: an origin has no path, query or trailing '/': write 'https://host[:port]'",
+                "gw.yml:6:21: cors.allowed_origins[0]: "
+                    + "an origin has no path, query or trailing '/': write 'https://host[:port]'",
                 "gw.yml:6:43: cors.allowed_origins[1]: 'app.example' is not a URL (expected http://host[:port][/path])",
             ]
         )
@@ -708,6 +719,25 @@ final class ConfigurationLoaderTests: XCTestCase {
         )
     }
 
+    func testDuplicateKeyInAFlowMappingIsReportedAtTheFirstOccurrence() {
+        // Only block mappings can be re-read past a repeated key; a flow mapping falls back to Yams' position.
+        let yaml = Self.minimal + "\n    timeouts: {connect: 1s, connect: 2s}"
+        assertOnlyError(yaml, "gw.yml:5:16: duplicate key 'connect'")
+    }
+
+    func testErrorsRenderOnePerLine() throws {
+        try write("routes: []\nlisten: x\n", to: "bad.yml")
+        XCTAssertThrowsError(try GatewayConfiguration.load(path: "\(directory)/bad.yml", environment: [:])) { error in
+            XCTAssertEqual(
+                (error as? ConfigurationErrors)?.description,
+                """
+                \(directory)/bad.yml:1:9: routes: at least one route is required
+                \(directory)/bad.yml:2:9: listen: missing port (expected host:port)
+                """
+            )
+        }
+    }
+
     func testMultipleErrorsAreReportedTogetherInFileOrder() {
         let yaml = """
             listen: nowhere
@@ -726,7 +756,8 @@ final class ConfigurationLoaderTests: XCTestCase {
                 "gw.yml:1:9: listen: missing port (expected host:port)",
                 "gw.yml:5:15: routes[0].upstream: unsupported scheme 'ftp' (expected http or https)",
                 "gw.yml:6:16: routes[0].heartbeat: expected a duration such as 250ms, 30s, 5m or 1h, got 'soon'",
-                "gw.yml:8:21: limits.max_header_bytes: expected a byte size such as 512, 16KiB or 1MiB (KB/MB are ambiguous), got '16KB'",
+                "gw.yml:8:21: limits.max_header_bytes: "
+                    + "expected a byte size such as 512, 16KiB or 1MiB (KB/MB are ambiguous), got '16KB'",
                 "gw.yml:9:16: drain.grace: expected a duration such as 250ms, 30s, 5m or 1h, got 'forever'",
             ]
         )
@@ -739,7 +770,8 @@ final class ConfigurationLoaderTests: XCTestCase {
                 "gw.yml:6:3: tls.private_key: required key is missing",
                 "gw.yml:6:16: tls.certificate: file '\(directory)/certs/none.crt' does not exist",
                 "gw.yml:7:16: tls.min_version: expected '1.2' or '1.3', got '1.1'",
-            ])
+            ]
+        )
     }
 
     // MARK: Files

@@ -50,9 +50,9 @@ enum ConfigurationDocument {
             let column = indent + 1
             if column < mark.column { return nil }
             guard column == mark.column else { continue }
-            let afterKey = String(String.UnicodeScalarView(content)).dropFirst(0)
-            guard afterKey.hasPrefix(key) else { continue }
-            let rest = afterKey.dropFirst(key.count)
+            let text = String(String.UnicodeScalarView(content))
+            guard text.hasPrefix(key) else { continue }
+            let rest = text.dropFirst(key.count)
             guard rest.drop(while: { $0 == " " }).hasPrefix(":") else { continue }
             lines[index] = String(repeating: " ", count: indent) + marker + rest
             return lines.joined(separator: "\n")
