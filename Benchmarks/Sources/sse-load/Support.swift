@@ -104,9 +104,9 @@ struct TargetURL: Sendable {
     }
 }
 
-/// Parses `30s`, `500ms`, `2m` or a bare number of seconds.
+/// Parses `30s`, `500ms`, `2m`, `1h` or a bare number of seconds.
 func parseDuration(_ text: String) throws -> Double {
-    let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60)]
+    let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
     for (suffix, scale) in units where text.hasSuffix(suffix) {
         if let value = Double(text.dropLast(suffix.count)), value > 0 { return value * scale }
     }
