@@ -127,7 +127,7 @@ http {
 CONF
             "$NGINX" -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" -g 'daemon off;' >"$WORK/nginx/stdout.log" 2>&1 &
             PROXY_PID=$!
-            wait_port "$NGINX_ADDR"
+            wait_port "$NGINX_ADDR" || return 1
             ;;
         gateway)
             cat >"$WORK/gateway.yml" <<CONF
@@ -140,10 +140,11 @@ routes:
 CONF
             "$GATEWAY" serve --config "$WORK/gateway.yml" >"$WORK/gateway.log" 2>&1 &
             PROXY_PID=$!
-            wait_port "$GATEWAY_ADDR"
+            wait_port "$GATEWAY_ADDR" || return 1
             ;;
     esac
     sleep 0.5
+    kill -0 "$PROXY_PID" 2>/dev/null   # still running (not a stale listener from elsewhere)
 }
 stop_proxy() {
     if [[ -n "$PROXY_PID" ]]; then
@@ -190,7 +191,11 @@ run_case() {  # scenario target
     local scenario=$1 target=$2 out="$WORK/$1-$2.json"
     local idle=0 peak=0 cpu0=0 cpu1=0 rss load_pid
     if [[ $target != direct ]]; then
-        start_proxy "$target"
+        if ! start_proxy "$target"; then
+            log "$target did not start; skipping $scenario/$target (logs in $WORK)"
+            stop_proxy
+            return 0
+        fi
         idle=$(rss_kib "$PROXY_PID")
         cpu0=$(cpu_ticks "$PROXY_PID")
     fi
@@ -224,9 +229,15 @@ run_case() {  # scenario target
     sleep 1
 }
 
+for addr in "$UPSTREAM_ADDR" "$GATEWAY_ADDR" "$NGINX_ADDR"; do
+    if (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null; then
+        log "something already listens on $addr: stop it first (the benchmark needs that port)"; exit 1
+    fi
+done
 "$LOAD" upstream --listen "$UPSTREAM_ADDR" --interval-ms 1000 --size 100 --duration 2h >"$WORK/upstream.log" 2>&1 &
 UPSTREAM_PID=$!
 wait_port "$UPSTREAM_ADDR"
+kill -0 "$UPSTREAM_PID"
 curl -fsS "http://$UPSTREAM_ADDR/healthz" >/dev/null
 
 for scenario in $SCENARIOS; do
