@@ -1,0 +1,335 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+
+/// What the client counts; one per event loop (no locks on the event path), merged at the end.
+struct ClientTally: Sendable {
+    var connected: UInt64 = 0
+    var connectErrors: UInt64 = 0
+    var httpErrors: UInt64 = 0
+    var otherErrors: UInt64 = 0
+    var timeouts: UInt64 = 0
+    var closedEarly: UInt64 = 0
+    var events: UInt64 = 0
+    var steadyEvents: UInt64 = 0
+    var gaps: UInt64 = 0
+    var reorders: UInt64 = 0
+    var duplicates: UInt64 = 0
+    var badPayloads: UInt64 = 0
+    var succeeded: UInt64 = 0
+    var latency = Histogram()
+    var rampLatency = Histogram()
+    var firstEvent = Histogram()
+
+    var failed: UInt64 { connectErrors + httpErrors + otherErrors + timeouts }
+
+    mutating func merge(_ other: ClientTally) {
+        connected += other.connected
+        connectErrors += other.connectErrors
+        httpErrors += other.httpErrors
+        otherErrors += other.otherErrors
+        timeouts += other.timeouts
+        closedEarly += other.closedEarly
+        events += other.events
+        steadyEvents += other.steadyEvents
+        gaps += other.gaps
+        reorders += other.reorders
+        duplicates += other.duplicates
+        badPayloads += other.badPayloads
+        succeeded += other.succeeded
+        latency.merge(other.latency)
+        rampLatency.merge(other.rampLatency)
+        firstEvent.merge(other.firstEvent)
+    }
+}
+
+/// One event loop's tally plus the phase flags the controller flips. Confined to its loop, hence unchecked Sendable.
+final class LoopTally: @unchecked Sendable {
+    let eventLoop: any EventLoop
+    var tally = ClientTally()
+    /// After the ramp: latencies go to the steady histogram and events to the steady count.
+    var steady = false
+    /// Measurement over: closes are ours, not the server's.
+    var stopping = false
+
+    init(eventLoop: any EventLoop) { self.eventLoop = eventLoop }
+}
+
+/// Counters the controller thread reads while loops run.
+final class Progress: Sendable {
+    /// Attempts that reached a verdict: streaming (200 head), failed, or (churn) finished either way.
+    let settled = Atomic<Int>(0)
+}
+
+/// A request target plus extra headers, shared by `client` and `churn`.
+struct RequestPlan: Sendable {
+    let target: TargetURL
+    let headers: [(String, String)]
+
+    func head() -> HTTPRequestHead {
+        var headers = HTTPHeaders()
+        headers.add(name: "host", value: target.authority)
+        headers.add(name: "accept", value: "text/event-stream")
+        headers.add(name: "cache-control", value: "no-cache")
+        for (name, value) in self.headers { headers.add(name: name, value: value) }
+        return HTTPRequestHead(version: .http1_1, method: .GET, uri: target.requestTarget, headers: headers)
+    }
+}
+
+/// One SSE client connection. `.hold` keeps the stream and checks every event; `.firstEvent` (churn) closes after
+/// the first event or after a timeout.
+final class StreamClientHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundOut = HTTPClientRequestPart
+
+    enum Mode { case hold, firstEvent }
+
+    private let loop: LoopTally
+    private let progress: Progress
+    private let plan: RequestPlan
+    private let mode: Mode
+    private let startNanos: UInt64
+    private var parser = SSEParser()
+    private var streaming = false
+    private var settled = false
+    private var done = false
+    private var lastSequence: UInt64 = 0
+    private var seenFirst = false
+    private var timeout: Scheduled<Void>?
+
+    init(loop: LoopTally, progress: Progress, plan: RequestPlan, mode: Mode, startNanos: UInt64) {
+        self.loop = loop
+        self.progress = progress
+        self.plan = plan
+        self.mode = mode
+        self.startNanos = startNanos
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.write(wrapOutboundOut(.head(plan.head())), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        if mode == .firstEvent {
+            let channel = context.channel
+            let tally = loop
+            timeout = context.eventLoop.scheduleTask(in: .seconds(10)) {
+                if !tally.stopping { channel.close(promise: nil) }
+            }
+        }
+        context.fireChannelActive()
+    }
+
+    private func settle() {
+        guard !settled else { return }
+        settled = true
+        progress.settled.add(1, ordering: .relaxed)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            if head.status == .ok {
+                streaming = true
+                loop.tally.connected += 1
+                if mode == .hold { settle() }
+            } else {
+                loop.tally.httpErrors += 1
+                done = true
+                settle()
+                context.close(promise: nil)
+            }
+        case .body(let buffer):
+            guard streaming, !done else { return }
+            parser.feed(buffer.readableBytesView) { data in self.onEvent(data, context: context) }
+        case .end:
+            if streaming && !done && !loop.stopping {
+                loop.tally.closedEarly += 1
+                done = true
+            }
+            context.close(promise: nil)
+        }
+    }
+
+    private func onEvent(_ data: ArraySlice<UInt8>, context: ChannelHandlerContext) {
+        guard !done else { return }
+        let now = wallNanos()
+        guard let payload = BenchPayload(data) else {
+            loop.tally.badPayloads += 1
+            return
+        }
+        let latencyMicros = now > payload.sendNanos ? (now - payload.sendNanos) / 1000 : 0
+        let first = !seenFirst
+        if first {
+            seenFirst = true
+            loop.tally.firstEvent.record(now > startNanos ? (now - startNanos) / 1000 : 0)
+        }
+        if first || payload.sequence == lastSequence + 1 {
+            // in order (the first event may be any number: a proxy could resume mid-stream)
+        } else if payload.sequence > lastSequence + 1 {
+            loop.tally.gaps += payload.sequence - lastSequence - 1
+        } else if payload.sequence == lastSequence {
+            loop.tally.duplicates += 1
+        } else {
+            loop.tally.reorders += 1
+        }
+        lastSequence = Swift.max(lastSequence, payload.sequence)
+        loop.tally.events += 1
+        if loop.steady {
+            loop.tally.steadyEvents += 1
+            loop.tally.latency.record(latencyMicros)
+        } else {
+            loop.tally.rampLatency.record(latencyMicros)
+        }
+        if mode == .firstEvent {
+            loop.tally.succeeded += 1
+            done = true
+            settle()
+            context.close(promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        timeout?.cancel()
+        if !done && !loop.stopping {
+            if streaming {
+                if mode == .firstEvent { loop.tally.timeouts += 1 } else { loop.tally.closedEarly += 1 }
+            } else {
+                loop.tally.otherErrors += 1
+            }
+            done = true
+        }
+        settle()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}
+
+/// Shared machinery of `client` and `churn`: one loop group, per-loop tallies, connection launching and gathering.
+final class LoadRun {
+    let group: MultiThreadedEventLoopGroup
+    let progress = Progress()
+    private let loops: [LoopTally]
+    private var nextLoop = 0
+    let plan: RequestPlan
+
+    init(plan: RequestPlan) {
+        self.plan = plan
+        group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        loops = group.makeIterator().map { LoopTally(eventLoop: $0) }
+    }
+
+    /// Starts one connection on the next loop (round robin); failures to connect are counted on that loop.
+    func launch(mode: StreamClientHandler.Mode) {
+        let loop = loops[nextLoop]
+        nextLoop = (nextLoop + 1) % loops.count
+        let plan = self.plan
+        let progress = self.progress
+        let start = wallNanos()
+        ClientBootstrap(group: loop.eventLoop)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(10))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(
+                        StreamClientHandler(loop: loop, progress: progress, plan: plan, mode: mode, startNanos: start))
+                }
+            }
+            .connect(host: plan.target.host, port: plan.target.port)
+            .whenFailure { _ in
+                if !loop.stopping { loop.tally.connectErrors += 1 }
+                progress.settled.add(1, ordering: .relaxed)
+            }
+    }
+
+    /// Runs `body` on every loop and waits.
+    func onEveryLoop(_ body: @escaping @Sendable (LoopTally) -> Void) {
+        for loop in loops { try? loop.eventLoop.submit { body(loop) }.wait() }
+    }
+
+    /// Stops counting, gathers all tallies and closes every connection.
+    func finish() -> ClientTally {
+        var total = ClientTally()
+        for loop in loops {
+            if let tally = try? loop.eventLoop.submit({ () -> ClientTally in
+                loop.stopping = true
+                return loop.tally
+            }).wait() {
+                total.merge(tally)
+            }
+        }
+        try? group.syncShutdownGracefully()
+        return total
+    }
+}
+
+/// `sse-load client`: holds `streams` connections for `duration` seconds.
+func runClient(plan: RequestPlan, streams: Int, duration: Double, rampPerSecond: Double) -> ClientReport {
+    let limit = raiseOpenFileLimit()
+    let run = LoadRun(plan: plan)
+    let start = monotonicSeconds()
+    let end = start + duration
+    var launched = 0
+    while launched < streams && monotonicSeconds() < end {
+        let due = min(streams, Int((monotonicSeconds() - start) * rampPerSecond) + 1)
+        while launched < due {
+            run.launch(mode: .hold)
+            launched += 1
+        }
+        sleepSeconds(0.001)
+    }
+    // Steady phase: every attempt has settled (streaming or failed), or half the run has passed.
+    while run.progress.settled.load(ordering: .relaxed) < launched && monotonicSeconds() < start + duration / 2 {
+        sleepSeconds(0.01)
+    }
+    run.onEveryLoop { $0.steady = true }
+    let steadyStart = monotonicSeconds()
+    sleepSeconds(end - monotonicSeconds())
+    let steadyEnd = monotonicSeconds()
+    let tally = run.finish()
+    return ClientReport(
+        mode: "client", target: plan.target.authority + plan.target.requestTarget, nofileLimit: limit,
+        streamsRequested: streams, streamsLaunched: launched, tally: tally,
+        durationSeconds: steadyEnd - start, steadySeconds: steadyEnd - steadyStart
+    )
+}
+
+/// `sse-load churn`: a new connection per stream at `rate`, each reads one event and closes.
+func runChurn(plan: RequestPlan, rate: Double, duration: Double, maxInFlight: Int) -> ClientReport {
+    let limit = raiseOpenFileLimit()
+    let run = LoadRun(plan: plan)
+    run.onEveryLoop { $0.steady = true }
+    let start = monotonicSeconds()
+    let end = start + duration
+    var launched = 0
+    var skipped = 0
+    while monotonicSeconds() < end {
+        let due = Int((monotonicSeconds() - start) * rate) + 1
+        while launched + skipped < due {
+            if launched - run.progress.settled.load(ordering: .relaxed) >= maxInFlight {
+                skipped += 1
+            } else {
+                run.launch(mode: .firstEvent)
+                launched += 1
+            }
+        }
+        sleepSeconds(0.001)
+    }
+    let launchEnd = monotonicSeconds()
+    // Let in-flight attempts finish (each has its own 10 s timeout).
+    while run.progress.settled.load(ordering: .relaxed) < launched && monotonicSeconds() < launchEnd + 11 {
+        sleepSeconds(0.01)
+    }
+    let tally = run.finish()
+    var report = ClientReport(
+        mode: "churn", target: plan.target.authority + plan.target.requestTarget, nofileLimit: limit,
+        streamsRequested: Int(rate * duration), streamsLaunched: launched, tally: tally,
+        durationSeconds: launchEnd - start, steadySeconds: launchEnd - start
+    )
+    report.skippedInFlightCap = skipped
+    report.connectsPerSecond = Double(tally.succeeded) / (launchEnd - start)
+    return report
+}

@@ -1,0 +1,112 @@
+import Foundation
+
+/// The result of `client` or `churn`: printed as a table, or as one JSON object for run.sh.
+struct ClientReport: Encodable {
+    var mode: String
+    var target: String
+    var nofileLimit: UInt64
+    var streamsRequested: Int
+    var streamsLaunched: Int
+    var streamsConnected: UInt64
+    var streamsFailed: UInt64
+    var connectErrors: UInt64
+    var httpErrors: UInt64
+    var otherErrors: UInt64
+    var timeouts: UInt64
+    var streamsClosedEarly: UInt64
+    /// Connected and neither failed nor closed by the server when the run ended (client mode).
+    var streamsHeld: UInt64
+    var events: UInt64
+    var steadyEvents: UInt64
+    /// Steady-phase events per second (after every stream settled).
+    var eventsPerSecond: Double
+    var sequenceGaps: UInt64
+    var reorders: UInt64
+    var duplicates: UInt64
+    var badPayloads: UInt64
+    var succeeded: UInt64
+    var connectsPerSecond: Double?
+    var skippedInFlightCap: Int?
+    var durationSeconds: Double
+    var steadySeconds: Double
+    /// Send-to-receive latency, µs, steady phase (ramp phase if the run never became steady).
+    var latencyMicros: Percentiles
+    /// Latency during the ramp, µs.
+    var rampLatencyMicros: Percentiles
+    /// From starting the connect to the first complete event, µs.
+    var timeToFirstEventMicros: Percentiles
+
+    init(mode: String, target: String, nofileLimit: UInt64, streamsRequested: Int, streamsLaunched: Int,
+         tally: ClientTally, durationSeconds: Double, steadySeconds: Double) {
+        self.mode = mode
+        self.target = target
+        self.nofileLimit = nofileLimit
+        self.streamsRequested = streamsRequested
+        self.streamsLaunched = streamsLaunched
+        streamsConnected = tally.connected
+        streamsFailed = tally.failed
+        connectErrors = tally.connectErrors
+        httpErrors = tally.httpErrors
+        otherErrors = tally.otherErrors
+        timeouts = tally.timeouts
+        streamsClosedEarly = tally.closedEarly
+        streamsHeld = mode == "client" ? tally.connected - Swift.min(tally.connected, tally.closedEarly) : 0
+        events = tally.events
+        steadyEvents = tally.steadyEvents
+        eventsPerSecond = steadySeconds > 0 ? Double(tally.steadyEvents) / steadySeconds : 0
+        sequenceGaps = tally.gaps
+        reorders = tally.reorders
+        duplicates = tally.duplicates
+        badPayloads = tally.badPayloads
+        succeeded = tally.succeeded
+        self.durationSeconds = durationSeconds
+        self.steadySeconds = steadySeconds
+        latencyMicros = (tally.latency.count > 0 ? tally.latency : tally.rampLatency).summary
+        rampLatencyMicros = tally.rampLatency.summary
+        timeToFirstEventMicros = tally.firstEvent.summary
+    }
+
+    func json() -> String {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = [.sortedKeys]
+        guard let data = try? encoder.encode(self) else { return "{}" }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    func table() -> String {
+        func ms(_ micros: UInt64) -> String { String(format: "%.2f ms", Double(micros) / 1000) }
+        func row(_ name: String, _ value: String) -> String {
+            name.padding(toLength: 30, withPad: " ", startingAt: 0) + value
+        }
+        func percentiles(_ name: String, _ p: Percentiles) -> [String] {
+            [row(name, "p50 \(ms(p.p50))  p90 \(ms(p.p90))  p99 \(ms(p.p99))  p99.9 \(ms(p.p999))  max \(ms(p.max))"
+                 + "  (n=\(p.count))")]
+        }
+        var lines = [
+            row("mode / target", "\(mode)  \(target)"),
+            row("duration", String(format: "%.1f s (steady %.1f s)", durationSeconds, steadySeconds)),
+            row("streams requested/launched", "\(streamsRequested) / \(streamsLaunched)"),
+            row("streams connected (200)", "\(streamsConnected)"),
+            row("streams failed", "\(streamsFailed)  (connect \(connectErrors), non-200 \(httpErrors), "
+                + "other \(otherErrors), timeout \(timeouts))"),
+            row("streams closed early", "\(streamsClosedEarly)"),
+        ]
+        if mode == "client" {
+            lines.append(row("streams held at end", "\(streamsHeld)"))
+        } else {
+            lines.append(row("succeeded (got 1 event)", "\(succeeded)"))
+            lines.append(row("connects/s achieved", String(format: "%.1f", connectsPerSecond ?? 0)))
+            if let skipped = skippedInFlightCap, skipped > 0 {
+                lines.append(row("skipped (in-flight cap)", "\(skipped)"))
+            }
+        }
+        lines.append(row("events received", "\(events) (steady \(steadyEvents))"))
+        lines.append(row("events/s (steady)", String(format: "%.1f", eventsPerSecond)))
+        lines += percentiles("latency", latencyMicros)
+        lines += percentiles("time to first event", timeToFirstEventMicros)
+        lines.append(row("seq gaps / reorders / dups", "\(sequenceGaps) / \(reorders) / \(duplicates)"
+                         + (badPayloads > 0 ? "  (unparseable events \(badPayloads))" : "")))
+        return lines.joined(separator: "\n")
+    }
+}

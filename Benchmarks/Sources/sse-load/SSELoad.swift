@@ -1,0 +1,73 @@
+import ArgumentParser
+
+/// `sse-load`: an SSE upstream and load clients for benchmarking SSE proxies on loopback only.
+@main
+struct SSELoad: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sse-load",
+        abstract: "SSE upstream server and load clients for benchmarking SSE proxies (loopback only).",
+        subcommands: [Upstream.self, Client.self, Churn.self]
+    )
+}
+
+extension SSELoad {
+    struct Upstream: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Serve SSE streams on every GET (query: interval_ms, size, count); /healthz answers ok.")
+
+        @Option(help: "Loopback host:port to listen on.") var listen = "127.0.0.1:9100"
+        @Option(name: .customLong("interval-ms"), help: "Default milliseconds between events.") var intervalMs = 1000
+        @Option(help: "Default event size in bytes on the wire (padded).") var size = 100
+        @Option(help: "Stop after this long (e.g. 1h, 600s).") var duration = "1h"
+
+        func run() throws {
+            guard intervalMs > 0, size > 0 else { throw ValidationError("interval-ms and size must be positive") }
+            try runUpstream(
+                listen: try ListenAddress(listen),
+                defaults: StreamSettings(intervalMs: Int64(intervalMs), size: size, count: nil),
+                duration: try parseDuration(duration))
+        }
+    }
+
+    struct Client: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Hold N concurrent SSE streams, measure latency, first-event time and sequence integrity.")
+
+        @Option(help: "Loopback http:// URL to stream from.") var target: String
+        @Option(help: "Concurrent streams to open.") var streams = 100
+        @Option(help: "How long to run in total, ramp included (e.g. 30s).") var duration = "30s"
+        @Option(help: "Connection opening rate (e.g. 2000/s).") var ramp = "2000/s"
+        @Option(name: .customLong("header"), help: "Extra request header 'Name: value' (repeatable).")
+        var headers: [String] = []
+        @Flag(help: "Print one JSON object instead of a table.") var json = false
+
+        func run() throws {
+            guard streams > 0 else { throw ValidationError("streams must be positive") }
+            let plan = RequestPlan(target: try TargetURL(target), headers: try parseHeaders(headers))
+            let report = runClient(plan: plan, streams: streams, duration: try parseDuration(duration),
+                                   rampPerSecond: try parseRate(ramp))
+            print(json ? report.json() : report.table())
+        }
+    }
+
+    struct Churn: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Open a new connection per stream at a fixed rate, read one event, close.")
+
+        @Option(help: "Loopback http:// URL to stream from.") var target: String
+        @Option(help: "New connections per second (e.g. 500 or 500/s).") var rate = "200/s"
+        @Option(help: "How long to keep opening connections (e.g. 20s).") var duration = "20s"
+        @Option(name: .customLong("max-in-flight"), help: "Skip a launch when this many are still pending.")
+        var maxInFlight = 5000
+        @Option(name: .customLong("header"), help: "Extra request header 'Name: value' (repeatable).")
+        var headers: [String] = []
+        @Flag(help: "Print one JSON object instead of a table.") var json = false
+
+        func run() throws {
+            let plan = RequestPlan(target: try TargetURL(target), headers: try parseHeaders(headers))
+            let report = runChurn(plan: plan, rate: try parseRate(rate), duration: try parseDuration(duration),
+                                  maxInFlight: maxInFlight)
+            print(json ? report.json() : report.table())
+        }
+    }
+}
