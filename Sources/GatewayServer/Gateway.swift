@@ -159,6 +159,7 @@ public final class Gateway: Service, Sendable {
                         withEncoderConfiguration: .init(),
                         withDecoderLimitConfiguration: decoderLimits
                     )
+                    try sync.addHandler(DrainSignalHandler(), position: .first)
                     try sync.addHandler(
                         ClientConnectionHandler(
                             runtimes: runtimes,

@@ -213,3 +213,35 @@ struct SeededGenerator: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+final class EventBoundaryTrackerCutTests: XCTestCase {
+    private func cut(_ chunks: [String]) -> (lengths: [Int?], events: Int) {
+        var tracker = EventBoundaryTracker()
+        var lengths: [Int?] = []
+        for chunk in chunks {
+            lengths.append(tracker.consume(ByteBuffer(string: chunk), stoppingAtFirstBoundary: true))
+        }
+        return (lengths, tracker.completedEvents)
+    }
+
+    func testStopsRightAfterTheFirstCompletedEvent() {
+        XCTAssertEqual(cut(["data: a\n\ndata: b\n\n"]).lengths, [9])
+        XCTAssertEqual(cut(["data: a\r\n\r\ndata: b"]).lengths, [11], "the LF of a CRLF blank line is included")
+        XCTAssertEqual(cut(["data: a\r\rdata: b"]).lengths, [9])
+        XCTAssertEqual(cut(["data: a\n", "\ndata: next"]).lengths, [nil, 1])
+        XCTAssertEqual(cut(["data: a\r\n\r", "\ndata: b\n\n"]).lengths, [10, 9], "the CR completes the event")
+        XCTAssertEqual(cut(["data: a\r", "\n\r\ndata: b"]).lengths, [nil, 3], "a split CRLF is one line ending")
+        XCTAssertEqual(cut(["data: partial"]).lengths, [nil])
+    }
+
+    func testWithoutStoppingItMatchesPlainConsume() {
+        let stream = "data: a\r\n\r\n: c\n\nid: 2\rdata: b\r\r"
+        var plain = EventBoundaryTracker()
+        plain.consume(ByteBuffer(string: stream))
+        var flagged = EventBoundaryTracker()
+        XCTAssertNil(flagged.consume(ByteBuffer(string: stream), stoppingAtFirstBoundary: false))
+        XCTAssertEqual(plain.completedEvents, 3)
+        XCTAssertEqual(flagged.completedEvents, plain.completedEvents)
+        XCTAssertEqual(flagged.isAtEventBoundary, plain.isAtEventBoundary)
+    }
+}

@@ -28,12 +28,26 @@ public struct EventBoundaryTracker: Sendable {
 
     /// Scans the readable bytes (does not move readerIndex). Tight loop over withUnsafeReadableBytes, no allocation.
     public mutating func consume(_ buffer: ByteBuffer) {
+        _ = scan(buffer, stoppingAtFirstBoundary: false)
+    }
+
+    /// Scans up to the end of the first event that completes in `buffer` and returns how many bytes that is
+    /// (including a "\n" that directly follows a blank line's "\r"), or `nil` — having scanned everything — if no event
+    /// completes in it. Used to cut a stream right after an event without ever splitting one.
+    public mutating func consume(_ buffer: ByteBuffer, stoppingAtFirstBoundary: Bool) -> Int? {
+        scan(buffer, stoppingAtFirstBoundary: stoppingAtFirstBoundary)
+    }
+
+    private mutating func scan(_ buffer: ByteBuffer, stoppingAtFirstBoundary: Bool) -> Int? {
         var lineHasContent = self.lineHasContent
         var blockHasContent = self.blockHasContent
         var afterCarriageReturn = self.afterCarriageReturn
         var completedEvents = self.completedEvents
-        buffer.withUnsafeReadableBytes { bytes in
-            for byte in bytes {
+        let boundaryEnd: Int? = buffer.withUnsafeReadableBytes { bytes -> Int? in
+            var index = 0
+            while index < bytes.count {
+                let byte = bytes[index]
+                index += 1
                 switch byte {
                 case UInt8(ascii: "\n") where afterCarriageReturn:
                     afterCarriageReturn = false
@@ -46,16 +60,25 @@ public struct EventBoundaryTracker: Sendable {
                     } else if blockHasContent {
                         blockHasContent = false
                         completedEvents += 1
+                        if stoppingAtFirstBoundary {
+                            if afterCarriageReturn, index < bytes.count, bytes[index] == UInt8(ascii: "\n") {
+                                afterCarriageReturn = false
+                                index += 1
+                            }
+                            return index
+                        }
                     }
                 default:
                     afterCarriageReturn = false
                     lineHasContent = true
                 }
             }
+            return nil
         }
         self.lineHasContent = lineHasContent
         self.blockHasContent = blockHasContent
         self.afterCarriageReturn = afterCarriageReturn
         self.completedEvents = completedEvents
+        return boundaryEnd
     }
 }

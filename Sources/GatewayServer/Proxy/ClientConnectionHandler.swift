@@ -112,7 +112,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is ChannelShouldQuiesceEvent {
+        if event is GatewayDrainEvent {
             beginDrain(context: context)
         } else {
             context.fireUserInboundEventTriggered(event)
