@@ -115,6 +115,19 @@ public final class Gateway: Service, Sendable {
         environment.logger.info("drained; stopped")
     }
 
+    /// Checks what the YAML loader cannot: that TLS files and keys parse. Errors point at the key's line.
+    public static func validate(_ loaded: LoadedConfiguration) throws(ConfigurationErrors) {
+        var errors: [ConfigurationError] = []
+        for (index, route) in loaded.configuration.routes.enumerated() {
+            do {
+                _ = try UpstreamEndpoint(route: route, tlsIdentity: index)
+            } catch {
+                errors.append(loaded.sourceMap.error("routes[\(index)].tls", "cannot use TLS settings: \(error)"))
+            }
+        }
+        if !errors.isEmpty { throw ConfigurationErrors(errors) }
+    }
+
     /// Replaces the configuration for new requests; open streams keep the one they started with.
     public func reload(configuration: GatewayConfiguration) throws {
         runtimes.replace(with: try GatewayRuntime(configuration: configuration))

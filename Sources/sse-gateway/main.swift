@@ -1,2 +1,0 @@
-import GatewayServer
-print("hi")
