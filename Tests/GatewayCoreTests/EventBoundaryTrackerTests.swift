@@ -229,7 +229,7 @@ final class EventBoundaryTrackerCutTests: XCTestCase {
         XCTAssertEqual(cut(["data: a\r\n\r\ndata: b"]).lengths, [11], "the LF of a CRLF blank line is included")
         XCTAssertEqual(cut(["data: a\r\rdata: b"]).lengths, [9])
         XCTAssertEqual(cut(["data: a\n", "\ndata: next"]).lengths, [nil, 1])
-        XCTAssertEqual(cut(["data: a\r\n\r", "\ndata: b\n\n"]).lengths, [10, 9], "the CR completes the event")
+        XCTAssertEqual(cut(["data: a\r\n\r", "\ndata: b\n\n"]).lengths, [10, 10], "the CR completes the event; its LF is skipped in the next chunk")
         XCTAssertEqual(cut(["data: a\r", "\n\r\ndata: b"]).lengths, [nil, 3], "a split CRLF is one line ending")
         XCTAssertEqual(cut(["data: partial"]).lengths, [nil])
     }
