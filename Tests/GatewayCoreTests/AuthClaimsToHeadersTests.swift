@@ -16,16 +16,20 @@ final class AuthClaimsToHeadersTests: XCTestCase {
 
     func testClaimsBecomeHeadersAndSpoofedOnesAreDropped() async throws {
         let auth = try Policies.jwt(claimsToHeaders: mappings)
-        let token = try await Mint.hs256(Mint.valid {
-            $0.org = .init(id: "acme", tier: 3)
-            $0.admin = true
-            $0.roles = ["a", "b\"c"]
-        })
+        let token = try await Mint.hs256(
+            Mint.valid {
+                $0.org = .init(id: "acme", tier: 3)
+                $0.admin = true
+                $0.roles = ["a", "b\"c"]
+            }
+        )
         let headers = HTTPHeaders([
             ("X-User", "spoofed"), ("x-org", "spoofed"), ("X-Tenant", "spoofed"), ("Accept", "text/event-stream"),
             ("Cookie", "sse_token=\(token); theme=dark"),
         ])
-        let request = try XCTUnwrap(auth.authenticate(query: "access_token=\(token)&since=5", headers: headers, now: TestKeys.now).request)
+        let request = try XCTUnwrap(
+            auth.authenticate(query: "access_token=\(token)&since=5", headers: headers, now: TestKeys.now).request
+        )
         XCTAssertEqual(request.headers["X-User"], ["user-1"])
         XCTAssertEqual(request.headers["X-Org"], ["acme"])
         XCTAssertEqual(request.headers["X-Tier"], ["3"])
@@ -38,17 +42,26 @@ final class AuthClaimsToHeadersTests: XCTestCase {
         XCTAssertEqual(request.headers["Authorization"], ["Bearer \(token)"])
         XCTAssertEqual(request.query, "since=5")
         XCTAssertEqual(request.source, .query("access_token"))
-        XCTAssertEqual(request.identity.claimHeaders.map(\.name), ["X-User", "X-Org", "X-Tier", "X-Admin", "X-Roles", "X-Org-JSON"])
+        XCTAssertEqual(
+            request.identity.claimHeaders.map(\.name),
+            ["X-User", "X-Org", "X-Tier", "X-Admin", "X-Roles", "X-Org-JSON"]
+        )
     }
 
     func testForwardHeaderReplacesClientValueAndSchemeCanBeEmpty() async throws {
         let token = try await Mint.hs256(Mint.valid())
         let policy = AuthPolicyConfiguration(
-            tokenSources: [.cookie("sse_token")], jwt: JWTConfiguration(algorithms: [.hs256], secret: TestKeys.secret),
-            forward: ForwardConfiguration(header: "X-Upstream-Token", scheme: ""))
+            tokenSources: [.cookie("sse_token")],
+            jwt: JWTConfiguration(algorithms: [.hs256], secret: TestKeys.secret),
+            forward: ForwardConfiguration(header: "X-Upstream-Token", scheme: "")
+        )
         let auth = try RouteAuthenticator(name: "p", policy: policy)
-        let headers = HTTPHeaders([("X-Upstream-Token", "forged"), ("Cookie", "sse_token=\"\(token)\""), ("Authorization", "Basic x")])
-        let request = try XCTUnwrap(auth.authenticate(query: nil as String?, headers: headers, now: TestKeys.now).request)
+        let headers = HTTPHeaders([
+            ("X-Upstream-Token", "forged"), ("Cookie", "sse_token=\"\(token)\""), ("Authorization", "Basic x"),
+        ])
+        let request = try XCTUnwrap(
+            auth.authenticate(query: nil as String?, headers: headers, now: TestKeys.now).request
+        )
         XCTAssertEqual(request.headers["X-Upstream-Token"], [token])
         XCTAssertEqual(request.headers["Authorization"], ["Basic x"], "not a token source: untouched")
         XCTAssertFalse(request.headers.contains(name: "Cookie"))
@@ -56,7 +69,11 @@ final class AuthClaimsToHeadersTests: XCTestCase {
 
     func testClaimValuesWithControlCharactersAreSkipped() throws {
         let payload = #"{"sub":"evil\r\nX-Admin: true","exp":\#(Int(TestKeys.now) + 60)}"#
-        let token = Mint.raw(header: #"{"alg":"HS256"}"#, payload: payload, sign: Mint.hmac256(Array(TestKeys.secret.utf8)))
+        let token = Mint.raw(
+            header: #"{"alg":"HS256"}"#,
+            payload: payload,
+            sign: Mint.hmac256(Array(TestKeys.secret.utf8))
+        )
         let auth = try Policies.jwt(claimsToHeaders: [ClaimHeaderMapping(claim: "sub", header: "X-User")])
         let request = try XCTUnwrap(auth.bearer(token).request)
         XCTAssertFalse(request.headers.contains(name: "X-User"))
@@ -65,7 +82,11 @@ final class AuthClaimsToHeadersTests: XCTestCase {
 
     func testTokensWithControlCharactersAreMalformed() throws {
         let auth = try Policies.jwt()
-        let outcome = auth.authenticate(query: "access_token=abc%0D%0AX-Evil:%201", headers: HTTPHeaders(), now: TestKeys.now)
+        let outcome = auth.authenticate(
+            query: "access_token=abc%0D%0AX-Evil:%201",
+            headers: HTTPHeaders(),
+            now: TestKeys.now
+        )
         XCTAssertEqual(outcome.reason, .malformed)
     }
 }

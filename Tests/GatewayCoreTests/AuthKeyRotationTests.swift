@@ -10,13 +10,18 @@ final class AuthKeyRotationTests: XCTestCase {
     static func jwksDocument(_ entries: [(kid: String, key: JWTKit.Insecure.RSA.PrivateKey)]) throws -> [UInt8] {
         let keys = try entries.map { entry -> String in
             let (n, e) = try entry.key.publicKey.getKeyPrimitives()
-            return #"{"kty":"RSA","kid":"\#(entry.kid)","use":"sig","alg":"RS256","n":"\#(Mint.base64url(n))","e":"\#(Mint.base64url(e))"}"#
+            return
+                #"{"kty":"RSA","kid":"\#(entry.kid)","use":"sig","alg":"RS256","#
+                    + #""n":"\#(Mint.base64url(n))","e":"\#(Mint.base64url(e))"}"#
         }
         return Array(#"{"keys":[{"kty":"oct","k":"c2VjcmV0"},\#(keys.joined(separator: ","))]}"#.utf8)
     }
 
     func store() -> JWKSKeyStore {
-        JWKSKeyStore(allowedAlgorithms: [.rs256], policy: JWKSRefreshPolicy(refreshInterval: 300, unknownKeyInterval: 30))
+        JWKSKeyStore(
+            allowedAlgorithms: [.rs256],
+            policy: JWKSRefreshPolicy(refreshInterval: 300, unknownKeyInterval: 30)
+        )
     }
 
     func testKnownKidVerifiesAndUnknownKidAsksForRefreshOnceThenFails() async throws {
@@ -28,13 +33,18 @@ final class AuthKeyRotationTests: XCTestCase {
         XCTAssertNotNil(auth.bearer(known).request)
 
         let rotated = try await Mint.rs256(Mint.valid(), key: TestKeys.otherRSA, kid: "k2")
-        guard case .needsKeyRefresh(let kid) = auth.bearer(rotated) else { return XCTFail("expected a refresh request") }
+        guard case .needsKeyRefresh(let kid) = auth.bearer(rotated) else {
+            return XCTFail("expected a refresh request")
+        }
         XCTAssertEqual(kid, "k2")
         // Within the rate limit the same (or another) unknown kid is rejected as unknown_key, not bad_signature.
         XCTAssertEqual(auth.bearer(rotated, now: TestKeys.now + 1).reason, .unknownKey)
 
         // The server refreshes; the new kid now verifies and the old one still does.
-        try jwks.install(jwksDocument: Self.jwksDocument([("k1", TestKeys.rsa), ("k2", TestKeys.otherRSA)]), now: TestKeys.now + 2)
+        try jwks.install(
+            jwksDocument: Self.jwksDocument([("k1", TestKeys.rsa), ("k2", TestKeys.otherRSA)]),
+            now: TestKeys.now + 2
+        )
         XCTAssertNotNil(auth.bearer(rotated, now: TestKeys.now + 2).request)
         XCTAssertNotNil(auth.bearer(known, now: TestKeys.now + 2).request)
 
@@ -61,7 +71,12 @@ final class AuthKeyRotationTests: XCTestCase {
         try jwks.install(jwksDocument: Self.jwksDocument([("k1", TestKeys.rsa)]), now: 100)
         XCTAssertThrowsError(try jwks.install(jwksDocument: Array("not json".utf8), now: 200))
         XCTAssertThrowsError(try jwks.install(jwksDocument: Array(#"{"keys":[]}"#.utf8), now: 200))
-        XCTAssertThrowsError(try jwks.install(jwksDocument: Array(#"{"keys":[{"kty":"EC","crv":"P-256","x":"AA","y":"AA"}]}"#.utf8), now: 200))
+        XCTAssertThrowsError(
+            try jwks.install(
+                jwksDocument: Array(#"{"keys":[{"kty":"EC","crv":"P-256","x":"AA","y":"AA"}]}"#.utf8),
+                now: 200
+            )
+        )
         XCTAssertEqual(jwks.keyIDs, ["k1"])
         XCTAssertEqual(jwks.refreshPolicy.lastSuccess, 100)
         XCTAssertEqual(jwks.refreshPolicy.lastFailure, 200)

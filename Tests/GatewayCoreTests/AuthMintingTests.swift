@@ -34,9 +34,11 @@ enum TestKeys {
     /// 64 bytes: jwt-kit asserts HMAC keys are at least as long as the hash output (HS512).
     static let secret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
     static let rsa: JWTKit.Insecure.RSA.PrivateKey = try! JWTKit.Insecure.RSA.PrivateKey(
-        backing: _RSA.Signing.PrivateKey(keySize: .bits2048))
+        backing: _RSA.Signing.PrivateKey(keySize: .bits2048)
+    )
     static let otherRSA: JWTKit.Insecure.RSA.PrivateKey = try! JWTKit.Insecure.RSA.PrivateKey(
-        backing: _RSA.Signing.PrivateKey(keySize: .bits2048))
+        backing: _RSA.Signing.PrivateKey(keySize: .bits2048)
+    )
     static let p256 = ES256PrivateKey()
     static let p384 = ES384PrivateKey()
     static let p521 = ES512PrivateKey()
@@ -52,7 +54,11 @@ enum TestKeys {
 
 enum Mint {
     /// Signs with jwt-kit's `JWTKeyCollection`.
-    static func token(_ claims: TestClaims, _ add: (JWTKeyCollection) async -> Void, kid: String? = nil) async throws
+    static func token(
+        _ claims: TestClaims,
+        _ add: (JWTKeyCollection) async -> Void,
+        kid: String? = nil
+    ) async throws
         -> String
     {
         let keys = JWTKeyCollection()
@@ -60,11 +66,16 @@ enum Mint {
         return try await keys.sign(claims, kid: kid.map { JWKIdentifier(string: $0) })
     }
 
-    static func hs256(_ claims: TestClaims, secret: String = TestKeys.secret, kid: String? = nil) async throws -> String {
+    static func hs256(_ claims: TestClaims, secret: String = TestKeys.secret, kid: String? = nil) async throws -> String
+    {
         try await token(claims, { await $0.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256) }, kid: kid)
     }
 
-    static func rs256(_ claims: TestClaims, key: JWTKit.Insecure.RSA.PrivateKey = TestKeys.rsa, kid: String? = nil) async throws
+    static func rs256(
+        _ claims: TestClaims,
+        key: JWTKit.Insecure.RSA.PrivateKey = TestKeys.rsa,
+        kid: String? = nil
+    ) async throws
         -> String
     {
         try await token(claims, { await $0.add(rsa: key, digestAlgorithm: .sha256) }, kid: kid)
@@ -105,11 +116,18 @@ enum Policies {
         apiKeys: [APIKeyConfiguration] = []
     ) throws -> RouteAuthenticator {
         var config = JWTConfiguration(
-            algorithms: algorithms, secret: secret, publicKeyPaths: pems.indices.map { "key\($0).pem" },
-            jwksURL: jwks == nil ? nil : "https://issuer.example/jwks.json")
+            algorithms: algorithms,
+            secret: secret,
+            publicKeyPaths: pems.indices.map { "key\($0).pem" },
+            jwksURL: jwks == nil ? nil : "https://issuer.example/jwks.json"
+        )
         adjust(&config)
         let policy = AuthPolicyConfiguration(
-            tokenSources: sources, jwt: config, apiKeys: apiKeys, claimsToHeaders: claimsToHeaders)
+            tokenSources: sources,
+            jwt: config,
+            apiKeys: apiKeys,
+            claimsToHeaders: claimsToHeaders
+        )
         return try RouteAuthenticator(name: "users", policy: policy, jwks: jwks) { path in
             guard let index = Int(path.dropFirst(3).dropLast(4)), pems.indices.contains(index) else {
                 return try String(contentsOfFile: path, encoding: .utf8)

@@ -8,7 +8,10 @@ final class AuthVerificationRateTests: XCTestCase {
     func testPrintVerificationRates() async throws {
         let cases: [(String, GatewayCore.JWTAlgorithm, String?, (JWTKeyCollection) async -> Void)] = [
             ("HS256", .hs256, nil, { await $0.add(hmac: HMACKey(from: TestKeys.secret), digestAlgorithm: .sha256) }),
-            ("RS256", .rs256, TestKeys.rsa.publicKey.pemRepresentation, { await $0.add(rsa: TestKeys.rsa, digestAlgorithm: .sha256) }),
+            (
+                "RS256", .rs256, TestKeys.rsa.publicKey.pemRepresentation,
+                { await $0.add(rsa: TestKeys.rsa, digestAlgorithm: .sha256) }
+            ),
             ("ES256", .es256, TestKeys.p256.publicKey.pemRepresentation, { await $0.add(ecdsa: TestKeys.p256) }),
             ("EdDSA", .eddsa, TestKeys.ed25519.publicKey.pemRepresentation, { await $0.add(eddsa: TestKeys.ed25519) }),
         ]
@@ -19,9 +22,16 @@ final class AuthVerificationRateTests: XCTestCase {
             // Capacity 1 and alternating tokens: every call misses the cache.
             let coldAuth = try RouteAuthenticator(
                 name: "bench",
-                policy: AuthPolicyConfiguration(jwt: JWTConfiguration(algorithms: [alg], secret: alg.isHMAC ? TestKeys.secret : nil,
-                    publicKeyPaths: pem == nil ? [] : ["key0.pem"])),
-                cacheCapacity: 1, readFile: { _ in pem ?? "" })
+                policy: AuthPolicyConfiguration(
+                    jwt: JWTConfiguration(
+                        algorithms: [alg],
+                        secret: alg.isHMAC ? TestKeys.secret : nil,
+                        publicKeyPaths: pem == nil ? [] : ["key0.pem"]
+                    )
+                ),
+                cacheCapacity: 1,
+                readFile: { _ in pem ?? "" }
+            )
             let coldRate = Self.rate { i in coldAuth.bearer(i % 2 == 0 ? a : b).request != nil }
             let before = coldAuth.signatureVerifications
             _ = coldAuth.bearer(a)

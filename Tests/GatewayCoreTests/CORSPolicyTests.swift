@@ -3,15 +3,23 @@ import NIOHTTP1
 import XCTest
 
 final class CORSPolicyTests: XCTestCase {
-    let policy = CORSPolicy(configuration: CORSConfiguration(
-        allowedOrigins: ["https://app.example"], allowCredentials: true, maxAge: .seconds(600)))
+    let policy = CORSPolicy(
+        configuration: CORSConfiguration(
+            allowedOrigins: ["https://app.example"],
+            allowCredentials: true,
+            maxAge: .seconds(600)
+        )
+    )
 
     func testPreflightForAllowedOrigin() throws {
         let headers = try XCTUnwrap(policy.preflightHeaders(origin: "https://app.example", requestMethod: "GET"))
         XCTAssertEqual(headers["Access-Control-Allow-Origin"], ["https://app.example"])
         XCTAssertEqual(headers["Access-Control-Allow-Credentials"], ["true"])
         XCTAssertEqual(headers["Access-Control-Allow-Methods"], ["GET, POST, OPTIONS"])
-        XCTAssertEqual(headers["Access-Control-Allow-Headers"], ["Last-Event-ID, Authorization, Content-Type, Cache-Control"])
+        XCTAssertEqual(
+            headers["Access-Control-Allow-Headers"],
+            ["Last-Event-ID, Authorization, Content-Type, Cache-Control"]
+        )
         XCTAssertEqual(headers["Access-Control-Max-Age"], ["600"])
         XCTAssertEqual(headers["Vary"], ["Origin"])
     }
@@ -36,12 +44,21 @@ final class CORSPolicyTests: XCTestCase {
     }
 
     func testWildcardNeverCarriesCredentials() {
-        let wildcard = CORSPolicy(configuration: CORSConfiguration(allowedOrigins: ["*", "https://app.example"], allowCredentials: true))
+        let wildcard = CORSPolicy(
+            configuration: CORSConfiguration(allowedOrigins: ["*", "https://app.example"], allowCredentials: true)
+        )
         let other = wildcard.responseHeaders(origin: "https://any.example")
         XCTAssertEqual(other["Access-Control-Allow-Origin"], ["*"])
         XCTAssertFalse(other.contains(name: "Access-Control-Allow-Credentials"))
-        XCTAssertEqual(wildcard.responseHeaders(origin: "https://app.example")["Access-Control-Allow-Credentials"], ["true"])
+        XCTAssertEqual(
+            wildcard.responseHeaders(origin: "https://app.example")["Access-Control-Allow-Credentials"],
+            ["true"]
+        )
         let noCredentials = CORSPolicy(configuration: CORSConfiguration(allowedOrigins: ["https://app.example"]))
-        XCTAssertFalse(noCredentials.responseHeaders(origin: "https://app.example").contains(name: "Access-Control-Allow-Credentials"))
+        XCTAssertFalse(
+            noCredentials.responseHeaders(origin: "https://app.example").contains(
+                name: "Access-Control-Allow-Credentials"
+            )
+        )
     }
 }

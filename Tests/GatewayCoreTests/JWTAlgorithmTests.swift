@@ -10,13 +10,18 @@ final class JWTAlgorithmTests: XCTestCase {
     let claims = Mint.valid()
 
     func testHMACFamily() async throws {
-        for (alg, digest) in [(GatewayCore.JWTAlgorithm.hs256, DigestAlgorithm.sha256), (.hs384, .sha384), (.hs512, .sha512)] {
+        for (alg, digest) in [
+            (GatewayCore.JWTAlgorithm.hs256, DigestAlgorithm.sha256), (.hs384, .sha384), (.hs512, .sha512),
+        ] {
             let token = try await Mint.token(claims) {
                 await $0.add(hmac: HMACKey(from: TestKeys.secret), digestAlgorithm: digest)
             }
             let auth = try Policies.jwt([.hs256, .hs384, .hs512])
             XCTAssertNotNil(auth.bearer(token).request, alg.rawValue)
-            XCTAssertEqual(try Policies.jwt([.hs256, .hs384, .hs512], secret: TestKeys.secret + "x").bearer(token).reason, .badSignature)
+            XCTAssertEqual(
+                try Policies.jwt([.hs256, .hs384, .hs512], secret: TestKeys.secret + "x").bearer(token).reason,
+                .badSignature
+            )
             let onlyOthers = Set([GatewayCore.JWTAlgorithm.hs256, .hs384, .hs512]).subtracting([alg])
             XCTAssertEqual(try Policies.jwt(Array(onlyOthers)).bearer(token).reason, .algorithm, alg.rawValue)
         }
@@ -24,9 +29,18 @@ final class JWTAlgorithmTests: XCTestCase {
 
     func testPublicKeyAlgorithmsFromPEMFiles() async throws {
         let cases: [(GatewayCore.JWTAlgorithm, String, (JWTKeyCollection) async -> Void)] = [
-            (.rs256, TestKeys.rsa.publicKey.pemRepresentation, { await $0.add(rsa: TestKeys.rsa, digestAlgorithm: .sha256) }),
-            (.rs512, TestKeys.rsa.publicKey.pemRepresentation, { await $0.add(rsa: TestKeys.rsa, digestAlgorithm: .sha512) }),
-            (.ps256, TestKeys.rsa.publicKey.pemRepresentation, { await $0.add(pss: TestKeys.rsa, digestAlgorithm: .sha256) }),
+            (
+                .rs256, TestKeys.rsa.publicKey.pemRepresentation,
+                { await $0.add(rsa: TestKeys.rsa, digestAlgorithm: .sha256) }
+            ),
+            (
+                .rs512, TestKeys.rsa.publicKey.pemRepresentation,
+                { await $0.add(rsa: TestKeys.rsa, digestAlgorithm: .sha512) }
+            ),
+            (
+                .ps256, TestKeys.rsa.publicKey.pemRepresentation,
+                { await $0.add(pss: TestKeys.rsa, digestAlgorithm: .sha256) }
+            ),
             (.es256, TestKeys.p256.publicKey.pemRepresentation, { await $0.add(ecdsa: TestKeys.p256) }),
             (.es384, TestKeys.p384.publicKey.pemRepresentation, { await $0.add(ecdsa: TestKeys.p384) }),
             (.es512, TestKeys.p521.publicKey.pemRepresentation, { await $0.add(ecdsa: TestKeys.p521) }),
@@ -42,7 +56,8 @@ final class JWTAlgorithmTests: XCTestCase {
 
             // Same header and payload, signature of a different token: bad signature, no crash.
             let other = try await Mint.token(Mint.valid { $0.sub = "user-2" }, add)
-            let forged = token.split(separator: ".").prefix(2).joined(separator: ".") + "."
+            let forged =
+                token.split(separator: ".").prefix(2).joined(separator: ".") + "."
                 + other.split(separator: ".")[2]
             XCTAssertEqual(auth.bearer(forged).reason, .badSignature, alg.rawValue)
         }
@@ -61,7 +76,11 @@ final class JWTAlgorithmTests: XCTestCase {
     func testKeyConfusionHS256SignedWithRSAPublicKeyPEMIsRejected() throws {
         let pem = TestKeys.rsa.publicKey.pemRepresentation
         let payload = #"{"sub":"admin","exp":\#(Int(TestKeys.now) + 600)}"#
-        let forged = Mint.raw(header: #"{"alg":"HS256","typ":"JWT"}"#, payload: payload, sign: Mint.hmac256(Array(pem.utf8)))
+        let forged = Mint.raw(
+            header: #"{"alg":"HS256","typ":"JWT"}"#,
+            payload: payload,
+            sign: Mint.hmac256(Array(pem.utf8))
+        )
         // RS256-only policy: HS256 is not allowed at all.
         XCTAssertEqual(try Policies.jwt([.rs256], secret: nil, pems: [pem]).bearer(forged).reason, .algorithm)
         // Even with HS256 allowed, the PEM is never used as an HMAC secret.
@@ -93,7 +112,8 @@ final class JWTAlgorithmTests: XCTestCase {
         XCTAssertThrowsError(try Policies.jwt([.rs256], secret: nil, pems: ["not a pem"])) { error in
             XCTAssertEqual((error as? AuthSetupError)?.path, "auth_policies.users.jwt.public_keys[0]")
         }
-        XCTAssertThrowsError(try Policies.jwt([.es256], secret: nil, pems: [TestKeys.rsa.publicKey.pemRepresentation])) {
+        XCTAssertThrowsError(try Policies.jwt([.es256], secret: nil, pems: [TestKeys.rsa.publicKey.pemRepresentation]))
+        {
             XCTAssertEqual(($0 as? AuthSetupError)?.path, "auth_policies.users.jwt.public_keys[0]")
         }
         XCTAssertThrowsError(try Policies.jwt([.rs256], secret: nil, pems: [TestKeys.rsa.pemRepresentation])) {
@@ -103,9 +123,13 @@ final class JWTAlgorithmTests: XCTestCase {
             XCTAssertEqual(($0 as? AuthSetupError)?.path, "auth_policies.users.jwt.secret")
         }
         let missingFile = AuthPolicyConfiguration(
-            jwt: JWTConfiguration(algorithms: [.rs256], publicKeyPaths: ["/nonexistent/key.pem"]))
+            jwt: JWTConfiguration(algorithms: [.rs256], publicKeyPaths: ["/nonexistent/key.pem"])
+        )
         XCTAssertThrowsError(try RouteAuthenticator(name: "svc", policy: missingFile)) {
-            XCTAssertEqual(($0 as? AuthSetupError)?.description, "auth_policies.svc.jwt.public_keys[0]: cannot read /nonexistent/key.pem")
+            XCTAssertEqual(
+                ($0 as? AuthSetupError)?.description,
+                "auth_policies.svc.jwt.public_keys[0]: cannot read /nonexistent/key.pem"
+            )
         }
     }
 
@@ -117,13 +141,23 @@ final class JWTAlgorithmTests: XCTestCase {
         let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=+/{}\":,".utf8)
         var samples: [String] = [
             "", ".", "..", "...", "a.b.c", "e30.e30.e30", "e30.e30.", "W10.W10.AA", String(repeating: "A", count: 9000),
-            Mint.base64url(Array(#"{"alg":"HS256"}"#.utf8)) + "." + Mint.base64url(Array(String(repeating: "[", count: 5000).utf8)) + ".AA",
-            Mint.base64url(Array((String(repeating: "{\"a\":", count: 100) + "1" + String(repeating: "}", count: 100)).utf8)) + ".e30.AA",
+            Mint.base64url(Array(#"{"alg":"HS256"}"#.utf8)) + "."
+                + Mint.base64url(Array(String(repeating: "[", count: 5000).utf8)) + ".AA",
+            Mint.base64url(
+                Array((String(repeating: "{\"a\":", count: 100) + "1" + String(repeating: "}", count: 100)).utf8)
+            ) + ".e30.AA",
             Mint.base64url(Array(#"{"alg":"HS256","kid":{"x":1}}"#.utf8)) + ".e30.AA",
             Mint.base64url(Array(#"{"alg":"HS256","crit":["b64"]}"#.utf8)) + ".e30.AA",
         ]
         for _ in 0..<300 {
-            samples.append(String(decoding: (0..<Int.random(in: 1...200, using: &generator)).map { _ in alphabet.randomElement(using: &generator)! }, as: UTF8.self))
+            samples.append(
+                String(
+                    decoding: (0..<Int.random(in: 1...200, using: &generator)).map { _ in
+                        alphabet.randomElement(using: &generator)!
+                    },
+                    as: UTF8.self
+                )
+            )
             var bytes = Array(valid.utf8)
             for _ in 0..<Int.random(in: 1...4, using: &generator) {
                 let i = Int.random(in: 0..<bytes.count, using: &generator)

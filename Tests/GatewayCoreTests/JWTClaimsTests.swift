@@ -7,8 +7,10 @@ import XCTest
 final class JWTClaimsTests: XCTestCase {
     let now = TestKeys.now
 
-    func outcome(_ claims: TestClaims, _ adjust: (inout JWTConfiguration) -> Void = { _ in }) async throws -> AuthOutcome
-    {
+    func outcome(
+        _ claims: TestClaims,
+        _ adjust: (inout JWTConfiguration) -> Void = { _ in }
+    ) async throws -> AuthOutcome {
         try Policies.jwt(adjust: adjust).bearer(try await Mint.hs256(claims))
     }
 
@@ -88,11 +90,21 @@ final class JWTClaimsTests: XCTestCase {
     }
 
     func testMaxLifetime() async throws {
-        let ok = try await outcome(Mint.valid { $0.iat = self.now; $0.exp = self.now + 3600 }) {
+        let ok = try await outcome(
+            Mint.valid {
+                $0.iat = self.now
+                $0.exp = self.now + 3600
+            }
+        ) {
             $0.maxLifetime = .seconds(3600)
         }
         XCTAssertNotNil(ok.request)
-        let long = try await outcome(Mint.valid { $0.iat = self.now; $0.exp = self.now + 3601 }) {
+        let long = try await outcome(
+            Mint.valid {
+                $0.iat = self.now
+                $0.exp = self.now + 3601
+            }
+        ) {
             $0.maxLifetime = .seconds(3600)
         }
         XCTAssertEqual(long.reason, .lifetime)
@@ -106,7 +118,8 @@ final class JWTClaimsTests: XCTestCase {
         XCTAssertEqual(failure.gatewayError, .invalidToken("token expired"))
         XCTAssertEqual(
             failure.wwwAuthenticate,
-            #"Bearer realm="sse-gateway", error="invalid_token", error_description="token expired""#)
+            #"Bearer realm="sse-gateway", error="invalid_token", error_description="token expired""#
+        )
         for text in [failure.wwwAuthenticate, failure.description, failure.gatewayError.jsonBody] {
             XCTAssertFalse(text.contains(token))
             XCTAssertFalse(text.contains(String(token.split(separator: ".")[1])))
@@ -119,6 +132,7 @@ final class JWTClaimsTests: XCTestCase {
             [
                 "missing", "malformed", "bad_signature", "algorithm", "expired", "not_yet_valid", "issuer", "audience",
                 "missing_claim", "lifetime", "unknown_key", "unknown_api_key",
-            ])
+            ]
+        )
     }
 }

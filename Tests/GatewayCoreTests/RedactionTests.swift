@@ -7,7 +7,8 @@ final class RedactionTests: XCTestCase {
     func testTokenQueryValuesAreRedacted() {
         XCTAssertEqual(
             TokenRedaction.redact(uri: "/events?a=1&access_token=eyJ.x.y&key=k&access%5Ftoken=z&b", sources: sources),
-            "/events?a=1&access_token=REDACTED&key=REDACTED&access%5Ftoken=REDACTED&b")
+            "/events?a=1&access_token=REDACTED&key=REDACTED&access%5Ftoken=REDACTED&b"
+        )
         XCTAssertEqual(TokenRedaction.redact(uri: "/events?a=1", sources: sources), "/events?a=1")
         XCTAssertEqual(TokenRedaction.redact(uri: "/events", sources: sources), "/events")
         XCTAssertEqual(TokenRedaction.redact(uri: "/e?access_token=x", sources: [.cookie("c")]), "/e?access_token=x")

@@ -98,7 +98,10 @@ final class TokenExtractorTests: XCTestCase {
 
     func testSourcesAreTriedInConfiguredOrder() {
         let headers: [(String, String)] = [("Authorization", "Bearer h"), ("Cookie", "sse_token=c")]
-        XCTAssertEqual(all.token(query: "access_token=q", headers: HTTPHeaders(headers))?.source, .query("access_token"))
+        XCTAssertEqual(
+            all.token(query: "access_token=q", headers: HTTPHeaders(headers))?.source,
+            .query("access_token")
+        )
         XCTAssertEqual(token("access_token=q", headers), "q")
         XCTAssertEqual(token(nil, headers), "c")
         let headerFirst = TokenExtractor(sources: [.header("Authorization"), .query("access_token")])

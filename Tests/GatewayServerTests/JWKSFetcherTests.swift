@@ -25,7 +25,10 @@ private final class JWKSEndpoint: ChannelInboundHandler, @unchecked Sendable {
         let body = document.withLockedValue { $0 }
         var headers = HTTPHeaders([("Content-Type", "application/json"), ("Content-Length", "\(body.utf8.count)")])
         headers.add(name: "Connection", value: "close")
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+        context.write(
+            wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))),
+            promise: nil
+        )
         context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
         let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in bound.value.close(promise: nil) }
@@ -41,13 +44,16 @@ final class JWKSFetcherTests: XCTestCase {
     static func jwks(_ keys: [(String, P256.Signing.PrivateKey)]) -> String {
         let entries = keys.map { kid, key in
             let point = Array(key.publicKey.x963Representation)
-            return #"{"kty":"EC","crv":"P-256","kid":"\#(kid)","x":"\#(base64url(point[1..<33]))","y":"\#(base64url(point[33..<65]))"}"#
+            return
+                #"{"kty":"EC","crv":"P-256","kid":"\#(kid)","#
+                    + #""x":"\#(base64url(point[1..<33]))","y":"\#(base64url(point[33..<65]))"}"#
         }
         return #"{"keys":[\#(entries.joined(separator: ","))]}"#
     }
 
     static func token(kid: String, key: P256.Signing.PrivateKey, exp: Double) throws -> String {
-        let input = base64url(Array(#"{"alg":"ES256","kid":"\#(kid)"}"#.utf8)) + "."
+        let input =
+            base64url(Array(#"{"alg":"ES256","kid":"\#(kid)"}"#.utf8)) + "."
             + base64url(Array(#"{"sub":"user","exp":\#(Int(exp))}"#.utf8))
         let signature = try key.signature(for: SHA256.hash(data: Array(input.utf8)))
         return input + "." + base64url(signature.rawRepresentation)
@@ -56,7 +62,8 @@ final class JWKSFetcherTests: XCTestCase {
     func testFetchRotateAndKeepCachedKeysWhenEndpointGoesDown() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let client = HTTPClient(eventLoopGroupProvider: .shared(group))
-        let k1 = P256.Signing.PrivateKey(), k2 = P256.Signing.PrivateKey()
+        let k1 = P256.Signing.PrivateKey()
+        let k2 = P256.Signing.PrivateKey()
         let document = NIOLockedValueBox(Self.jwks([("k1", k1)]))
         let endpoint = JWKSEndpoint(document: document)
         let server = try await ServerBootstrap(group: group)
@@ -70,16 +77,30 @@ final class JWKSFetcherTests: XCTestCase {
             .bind(host: "127.0.0.1", port: 0).get()
         let port = try XCTUnwrap(server.localAddress?.port)
         let now = NIOLockedValueBox(1_800_000_000.0)
-        let store = JWKSKeyStore(allowedAlgorithms: [.es256], policy: JWKSRefreshPolicy(refreshInterval: 300, unknownKeyInterval: 30))
+        let store = JWKSKeyStore(
+            allowedAlgorithms: [.es256],
+            policy: JWKSRefreshPolicy(refreshInterval: 300, unknownKeyInterval: 30)
+        )
         let fetcher = JWKSFetcher(
-            url: "http://127.0.0.1:\(port)/.well-known/jwks.json", store: store, client: client,
-            timeout: .seconds(2), now: { now.withLockedValue { $0 } })
+            url: "http://127.0.0.1:\(port)/.well-known/jwks.json",
+            store: store,
+            client: client,
+            timeout: .seconds(2),
+            now: { now.withLockedValue { $0 } }
+        )
         let auth = try RouteAuthenticator(
             name: "users",
-            policy: AuthPolicyConfiguration(jwt: JWTConfiguration(algorithms: [.es256], jwksURL: "http://127.0.0.1:\(port)/")),
-            jwks: store)
+            policy: AuthPolicyConfiguration(
+                jwt: JWTConfiguration(algorithms: [.es256], jwksURL: "http://127.0.0.1:\(port)/")
+            ),
+            jwks: store
+        )
         func bearer(_ token: String) -> AuthOutcome {
-            auth.authenticate(query: nil as String?, headers: HTTPHeaders([("Authorization", "Bearer \(token)")]), now: now.withLockedValue { $0 })
+            auth.authenticate(
+                query: nil as String?,
+                headers: HTTPHeaders([("Authorization", "Bearer \(token)")]),
+                now: now.withLockedValue { $0 }
+            )
         }
 
         // Start-up fetch.

@@ -26,11 +26,19 @@ public enum ClaimValue: Sendable, Hashable {
 
     /// Counts the deepest `[`/`{` nesting outside strings without decoding.
     static func nestingDepth(_ bytes: [UInt8]) -> Int {
-        var depth = 0, deepest = 0, inString = false, escaped = false
+        var depth = 0
+        var deepest = 0
+        var inString = false
+        var escaped = false
         for byte in bytes {
             if inString {
-                if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true }
-                else if byte == UInt8(ascii: "\"") { inString = false }
+                if escaped {
+                    escaped = false
+                } else if byte == UInt8(ascii: "\\") {
+                    escaped = true
+                } else if byte == UInt8(ascii: "\"") {
+                    inString = false
+                }
                 continue
             }
             switch byte {
@@ -82,7 +90,8 @@ public enum ClaimValue: Sendable, Hashable {
         case .null: "null"
         case .array(let items): "[" + items.map(\.compactJSON).joined(separator: ",") + "]"
         case .object(let object):
-            "{" + object.keys.sorted().map { "\"" + JSONString.escape($0) + "\":" + object[$0]!.compactJSON }
+            "{"
+                + object.keys.sorted().map { "\"" + JSONString.escape($0) + "\":" + object[$0]!.compactJSON }
                 .joined(separator: ",") + "}"
         }
     }
@@ -99,7 +108,9 @@ extension ClaimValue: Decodable {
     public init(from decoder: any Decoder) throws {
         if let container = try? decoder.container(keyedBy: Key.self) {
             var object: [String: ClaimValue] = [:]
-            for key in container.allKeys { object[key.stringValue] = try container.decode(ClaimValue.self, forKey: key) }
+            for key in container.allKeys {
+                object[key.stringValue] = try container.decode(ClaimValue.self, forKey: key)
+            }
             self = .object(object)
         } else if var container = try? decoder.unkeyedContainer() {
             var items: [ClaimValue] = []

@@ -94,7 +94,10 @@ public final class JWKSKeyStore: @unchecked Sendable {
     }
 
     /// Parses a JWKS document with jwt-kit's `JWKS` type, keeping keys that fit the allow-list.
-    public static func parse(_ document: [UInt8], allowed: Set<JWTAlgorithm>) throws(JWKSDocumentError) -> [VerificationKey] {
+    public static func parse(
+        _ document: [UInt8],
+        allowed: Set<JWTAlgorithm>
+    ) throws(JWKSDocumentError) -> [VerificationKey] {
         guard document.count <= 1 << 20 else { throw JWKSDocumentError(message: "document larger than 1 MiB") }
         guard ClaimValue.nestingDepth(document) <= ClaimValue.maxDepth else {
             throw JWKSDocumentError(message: "document nested too deeply")

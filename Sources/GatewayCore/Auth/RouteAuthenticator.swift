@@ -42,7 +42,7 @@ public struct AuthenticatedRequest: Sendable {
     public var identity: VerifiedIdentity
     /// The query with every configured token parameter removed; `nil` if nothing is left (drop the `?`).
     public var query: String?
-    /// Token cookies and token headers removed, spoofed claim headers dropped, claim headers and the forward header set.
+    /// Token cookies and headers removed, spoofed claim headers dropped, claim headers and the forward header set.
     public var headers: HTTPHeaders
     /// Where the token came from.
     public var source: TokenSource
@@ -178,7 +178,9 @@ public final class RouteAuthenticator: Sendable {
         if let identity = cache.identity(for: digest, now: now) { return .success(identity) }
         if !apiKeys.isEmpty, let subject = apiKeys.subject(forDigest: digest) {
             let claims: [String: ClaimValue] = ["sub": .string(subject)]
-            return .success(VerifiedIdentity(method: .apiKey, subject: subject, expiresAt: nil, claimHeaders: claimHeaders(claims)))
+            return .success(
+                VerifiedIdentity(method: .apiKey, subject: subject, expiresAt: nil, claimHeaders: claimHeaders(claims))
+            )
         }
         guard let jwt else { return .failure(.rejected(AuthFailure(.unknownAPIKey, "unknown API key"))) }
         if !apiKeys.isEmpty && token.utf8.count(where: { $0 == UInt8(ascii: ".") }) != 2 {
@@ -189,7 +191,11 @@ public final class RouteAuthenticator: Sendable {
         case .verified(let verified):
             let subject: String? = if case .string(let s)? = verified.claims["sub"] { s } else { nil }
             let identity = VerifiedIdentity(
-                method: .jwt, subject: subject, expiresAt: verified.expiresAt, claimHeaders: claimHeaders(verified.claims))
+                method: .jwt,
+                subject: subject,
+                expiresAt: verified.expiresAt,
+                claimHeaders: claimHeaders(verified.claims)
+            )
             cache.insert(identity, for: digest)
             return .success(identity)
         case .failed(let failure):
@@ -216,7 +222,11 @@ public final class RouteAuthenticator: Sendable {
     }
 
     private func rewrite(
-        query: Substring?, headers: HTTPHeaders, token: String, source: TokenSource, _ identity: VerifiedIdentity
+        query: Substring?,
+        headers: HTTPHeaders,
+        token: String,
+        source: TokenSource,
+        _ identity: VerifiedIdentity
     ) -> AuthenticatedRequest {
         var headers = headers
         extractor.strip(&headers)
@@ -224,7 +234,11 @@ public final class RouteAuthenticator: Sendable {
         for header in identity.claimHeaders { headers.add(name: header.name, value: header.value) }
         headers.replaceOrAdd(name: forward.header, value: forward.scheme.isEmpty ? token : forward.scheme + " " + token)
         return AuthenticatedRequest(
-            identity: identity, query: extractor.strippedQuery(query), headers: headers, source: source)
+            identity: identity,
+            query: extractor.strippedQuery(query),
+            headers: headers,
+            source: source
+        )
     }
 }
 

@@ -11,7 +11,9 @@ public struct TokenExtractor: Sendable {
 
     public init(sources: [TokenSource]) {
         self.sources = sources
-        var q: [String] = [], c: [String] = [], h: [String] = []
+        var q: [String] = []
+        var c: [String] = []
+        var h: [String] = []
         for source in sources {
             switch source {
             case .query(let name): q.append(name)

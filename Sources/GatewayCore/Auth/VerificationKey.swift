@@ -68,13 +68,18 @@ public struct VerificationKey: Sendable, CustomStringConvertible {
             return HMAC<SHA512>.isValidAuthenticationCode(signature, authenticating: signingInput, using: key)
         case (.rsa(let key), _):
             let rsaSignature = _RSA.Signing.RSASignature(rawRepresentation: signature)
+            let padding: _RSA.Signing.Padding
             switch algorithm {
-            case .rs256: return key.isValidSignature(rsaSignature, for: SHA256.hash(data: signingInput), padding: .insecurePKCS1v1_5)
-            case .rs384: return key.isValidSignature(rsaSignature, for: SHA384.hash(data: signingInput), padding: .insecurePKCS1v1_5)
-            case .rs512: return key.isValidSignature(rsaSignature, for: SHA512.hash(data: signingInput), padding: .insecurePKCS1v1_5)
-            case .ps256: return key.isValidSignature(rsaSignature, for: SHA256.hash(data: signingInput), padding: .PSS)
-            case .ps384: return key.isValidSignature(rsaSignature, for: SHA384.hash(data: signingInput), padding: .PSS)
-            case .ps512: return key.isValidSignature(rsaSignature, for: SHA512.hash(data: signingInput), padding: .PSS)
+            case .ps256, .ps384, .ps512: padding = .PSS
+            default: padding = .insecurePKCS1v1_5
+            }
+            switch algorithm {
+            case .rs256, .ps256:
+                return key.isValidSignature(rsaSignature, for: SHA256.hash(data: signingInput), padding: padding)
+            case .rs384, .ps384:
+                return key.isValidSignature(rsaSignature, for: SHA384.hash(data: signingInput), padding: padding)
+            case .rs512, .ps512:
+                return key.isValidSignature(rsaSignature, for: SHA512.hash(data: signingInput), padding: padding)
             default: return false
             }
         case (.p256(let key), .es256):
@@ -105,7 +110,9 @@ extension VerificationKey {
         }
         let material = Material.hmac(SymmetricKey(data: Array(secret.utf8)))
         let algorithms = family(of: material).intersection(allowed)
-        guard !algorithms.isEmpty else { throw KeyError("a secret is set but no HS256/HS384/HS512 algorithm is allowed") }
+        guard !algorithms.isEmpty else {
+            throw KeyError("a secret is set but no HS256/HS384/HS512 algorithm is allowed")
+        }
         return VerificationKey(material: material, kid: nil, algorithms: algorithms)
     }
 
@@ -114,7 +121,8 @@ extension VerificationKey {
         if pem.contains("PRIVATE KEY-----") { throw KeyError("expected a public key, found a private key") }
         let isCertificate = pem.contains("BEGIN CERTIFICATE")
         let material: Material
-        if let rsa = try? (isCertificate ? Insecure.RSA.PublicKey(certificatePEM: pem) : Insecure.RSA.PublicKey(pem: pem)),
+        if let rsa = try?
+            (isCertificate ? Insecure.RSA.PublicKey(certificatePEM: pem) : Insecure.RSA.PublicKey(pem: pem)),
             let key = try? _RSA.Signing.PublicKey(derRepresentation: rsa.derRepresentation)
         {
             material = .rsa(key)
@@ -149,7 +157,8 @@ extension VerificationKey {
         let material: Material
         switch jwk.keyType {
         case .rsa:
-            guard let n = jwk.modulus, let e = jwk.exponent, let rsa = try? Insecure.RSA.PublicKey(modulus: n, exponent: e),
+            guard let n = jwk.modulus, let e = jwk.exponent,
+                let rsa = try? Insecure.RSA.PublicKey(modulus: n, exponent: e),
                 let key = try? _RSA.Signing.PublicKey(derRepresentation: rsa.derRepresentation)
             else { return nil }
             material = .rsa(key)
