@@ -12,7 +12,7 @@ final class AuthKeyRotationTests: XCTestCase {
             let (n, e) = try entry.key.publicKey.getKeyPrimitives()
             return
                 #"{"kty":"RSA","kid":"\#(entry.kid)","use":"sig","alg":"RS256","#
-                    + #""n":"\#(Mint.base64url(n))","e":"\#(Mint.base64url(e))"}"#
+                + #""n":"\#(Mint.base64url(n))","e":"\#(Mint.base64url(e))"}"#
         }
         return Array(#"{"keys":[{"kty":"oct","k":"c2VjcmV0"},\#(keys.joined(separator: ","))]}"#.utf8)
     }
@@ -39,6 +39,12 @@ final class AuthKeyRotationTests: XCTestCase {
         XCTAssertEqual(kid, "k2")
         // Within the rate limit the same (or another) unknown kid is rejected as unknown_key, not bad_signature.
         XCTAssertEqual(auth.bearer(rotated, now: TestKeys.now + 1).reason, .unknownKey)
+
+        // The retry after a refresh never asks again, even once the rate limit has passed.
+        guard case .rejected(let again) = auth.bearer(rotated, now: TestKeys.now + 60, allowKeyRefresh: false) else {
+            return XCTFail("the retry must not ask for another refresh")
+        }
+        XCTAssertEqual(again.reason, .unknownKey)
 
         // The server refreshes; the new kid now verifies and the old one still does.
         try jwks.install(

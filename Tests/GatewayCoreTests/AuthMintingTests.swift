@@ -153,8 +153,13 @@ extension AuthOutcome {
 
 extension RouteAuthenticator {
     /// Authenticates a token sent as `Authorization: Bearer`.
-    func bearer(_ token: String, now: Double = TestKeys.now) -> AuthOutcome {
-        authenticate(query: nil as String?, headers: HTTPHeaders([("Authorization", "Bearer " + token)]), now: now)
+    func bearer(_ token: String, now: Double = TestKeys.now, allowKeyRefresh: Bool = true) -> AuthOutcome {
+        authenticate(
+            query: nil as String?,
+            headers: HTTPHeaders([("Authorization", "Bearer " + token)]),
+            now: now,
+            allowKeyRefresh: allowKeyRefresh
+        )
     }
 }
 

@@ -69,8 +69,15 @@ final class TokenExtractorTests: XCTestCase {
         ])
         XCTAssertEqual(all.token(query: nil, headers: headers)?.token, "t")
         all.strip(&headers)
-        XCTAssertEqual(headers[canonicalForm: "cookie"].map(String.init), ["a=1; b=\"two\"", "c=3"])
+        XCTAssertEqual(headers["cookie"], ["a=1; b=\"two\"", "c=3"])
         XCTAssertEqual(headers["X-Other"], ["v"])
+    }
+
+    func testCommasNeverSplitACookieHeader() {
+        var headers = HTTPHeaders([("Cookie", "list=a,b; sse_token=t,u; z=\"1,2\"")])
+        XCTAssertEqual(all.token(query: nil, headers: headers)?.token, "t,u")
+        all.strip(&headers)
+        XCTAssertEqual(headers["Cookie"], ["list=a,b; z=\"1,2\""])
     }
 
     func testCookieHeaderWithoutTokenKeepsItsExactBytes() {

@@ -3,13 +3,13 @@ import NIOHTTP1
 /// Finds and removes token cookies in `Cookie` headers (RFC 6265 `name=value` pairs separated by `;`).
 ///
 /// Whitespace around pairs is tolerated, a value in double quotes is unquoted for extraction, and every `Cookie`
-/// header is searched (HTTP/2 clients split them). Values are not percent-decoded: RFC 6265 does not define it.
+/// header is searched (HTTP/2 clients split them; commas never split a header). Values are not percent-decoded: RFC 6265 does not define it.
 /// Stripping rewrites only headers that held a token cookie, joining the other pairs' exact bytes with `"; "`;
 /// a header left empty is removed.
 public enum CookieTokens {
     /// The first non-empty cookie named `name` across all `Cookie` headers, unquoted.
     public static func firstValue(named name: String, in headers: HTTPHeaders) -> String? {
-        for header in headers[canonicalForm: "cookie"] {
+        for header in headers["cookie"] {
             for pair in header.split(separator: ";", omittingEmptySubsequences: true) {
                 let (cookieName, value) = split(pair)
                 guard cookieName.utf8.elementsEqual(name.utf8) else { continue }
@@ -23,7 +23,7 @@ public enum CookieTokens {
     /// Removes every cookie named in `names` from `headers`; untouched headers keep their exact bytes.
     public static func remove(names: [String], from headers: inout HTTPHeaders) {
         guard !names.isEmpty, headers.contains(name: "cookie") else { return }
-        let originals = headers[canonicalForm: "cookie"]
+        let originals = headers["cookie"]
         var rewritten: [String] = []
         var changed = false
         for header in originals {

@@ -52,8 +52,9 @@ public struct AuthenticatedRequest: Sendable {
 public enum AuthOutcome: Sendable {
     case authenticated(AuthenticatedRequest)
     case rejected(AuthFailure)
-    /// The token names a `kid` the JWKS does not hold; refresh the JWKS (rate-limited), then authenticate once more.
-    /// A second unknown `kid` within the rate limit is answered `.rejected(unknown_key)`.
+    /// The token names a `kid` the JWKS does not hold; refresh the JWKS (`JWKSFetcher.refresh(forUnknownKid:)`), then
+    /// authenticate once more with `allowKeyRefresh: false`. Unknown `kid`s within the rate limit are rejected with
+    /// `unknown_key` instead, so forged kids cannot turn into a flood of fetches.
     case needsKeyRefresh(kid: String)
 }
 
@@ -142,18 +143,29 @@ public final class RouteAuthenticator: Sendable {
     public var signatureVerifications: Int { counters.value }
 
     /// Convenience for a `String` query.
-    public func authenticate(query: String?, headers: HTTPHeaders, now: Double) -> AuthOutcome {
-        authenticate(query: query.map { Substring($0) }, headers: headers, now: now)
+    public func authenticate(
+        query: String?,
+        headers: HTTPHeaders,
+        now: Double,
+        allowKeyRefresh: Bool = true
+    ) -> AuthOutcome {
+        authenticate(query: query.map { Substring($0) }, headers: headers, now: now, allowKeyRefresh: allowKeyRefresh)
     }
 
     /// Authenticates a request. `query` is the raw request-target part after `?`; `headers` the client's headers
-    /// (hop-by-hop ones may already be gone). `now` is unix seconds.
-    public func authenticate(query: Substring?, headers: HTTPHeaders, now: Double) -> AuthOutcome {
+    /// (hop-by-hop ones may already be gone). `now` is unix seconds. Pass `allowKeyRefresh: false` on the retry after
+    /// a JWKS refresh, so an unknown `kid` is then rejected as `unknown_key` whatever the rate limit says.
+    public func authenticate(
+        query: Substring?,
+        headers: HTTPHeaders,
+        now: Double,
+        allowKeyRefresh: Bool = true
+    ) -> AuthOutcome {
         guard let found = extractor.token(query: query, headers: headers) else {
             return .rejected(AuthFailure(.missing, "no token"))
         }
         let (token, source) = found
-        switch identify(token, now: now) {
+        switch identify(token, now: now, allowKeyRefresh: allowKeyRefresh) {
         case .success(let identity):
             return .authenticated(rewrite(query: query, headers: headers, token: token, source: source, identity))
         case .failure(let outcome):
@@ -166,7 +178,7 @@ public final class RouteAuthenticator: Sendable {
         case failure(AuthOutcome)
     }
 
-    private func identify(_ token: String, now: Double) -> Identification {
+    private func identify(_ token: String, now: Double, allowKeyRefresh: Bool) -> Identification {
         guard token.utf8.count <= JWTVerifier.maxTokenBytes else {
             return .failure(.rejected(AuthFailure(.malformed, "token too long")))
         }
@@ -201,7 +213,9 @@ public final class RouteAuthenticator: Sendable {
         case .failed(let failure):
             return .failure(.rejected(failure))
         case .unknownKey(let kid):
-            if let jwks, jwks.claimUnknownKeyRefresh(now: now) { return .failure(.needsKeyRefresh(kid: kid)) }
+            if allowKeyRefresh, let jwks, jwks.claimUnknownKeyRefresh(now: now) {
+                return .failure(.needsKeyRefresh(kid: kid))
+            }
             return .failure(.rejected(AuthFailure(.unknownKey, "unknown key id")))
         }
     }
