@@ -1,5 +1,3 @@
-import Foundation
-
 /// A decoded JSON value from a JWT header or payload, for claims the gateway does not know in advance.
 ///
 /// Objects keep their keys sorted so `compactJSON` is deterministic.
@@ -17,10 +15,7 @@ public enum ClaimValue: Sendable, Hashable {
 
     /// Parses a JSON object, refusing deep nesting before the decoder sees it.
     static func parseObject(_ bytes: [UInt8]) -> [String: ClaimValue]? {
-        guard nestingDepth(bytes) <= maxDepth else { return nil }
-        guard let value = try? JSONDecoder().decode(ClaimValue.self, from: Data(bytes)),
-            case .object(let object) = value
-        else { return nil }
+        guard case .object(let object)? = ClaimJSONParser.parse(bytes, maxDepth: maxDepth) else { return nil }
         return object
     }
 
@@ -93,42 +88,6 @@ public enum ClaimValue: Sendable, Hashable {
             "{"
                 + object.keys.sorted().map { "\"" + JSONString.escape($0) + "\":" + object[$0]!.compactJSON }
                 .joined(separator: ",") + "}"
-        }
-    }
-}
-
-extension ClaimValue: Decodable {
-    private struct Key: CodingKey {
-        var stringValue: String
-        var intValue: Int? { nil }
-        init(stringValue: String) { self.stringValue = stringValue }
-        init?(intValue: Int) { nil }
-    }
-
-    public init(from decoder: any Decoder) throws {
-        if let container = try? decoder.container(keyedBy: Key.self) {
-            var object: [String: ClaimValue] = [:]
-            for key in container.allKeys {
-                object[key.stringValue] = try container.decode(ClaimValue.self, forKey: key)
-            }
-            self = .object(object)
-        } else if var container = try? decoder.unkeyedContainer() {
-            var items: [ClaimValue] = []
-            while !container.isAtEnd { items.append(try container.decode(ClaimValue.self)) }
-            self = .array(items)
-        } else {
-            let container = try decoder.singleValueContainer()
-            if container.decodeNil() {
-                self = .null
-            } else if let b = try? container.decode(Bool.self) {
-                self = .bool(b)
-            } else if let i = try? container.decode(Int64.self) {
-                self = .integer(i)
-            } else if let d = try? container.decode(Double.self) {
-                self = .number(d)
-            } else {
-                self = .string(try container.decode(String.self))
-            }
         }
     }
 }
