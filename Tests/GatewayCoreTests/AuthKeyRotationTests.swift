@@ -97,6 +97,15 @@ final class AuthKeyRotationTests: XCTestCase {
         XCTAssertEqual(jwks.keyIDs, ["e1"])
     }
 
+    func testStoreFromConfigurationUsesTheAllowListAndInterval() {
+        let store = JWKSKeyStore(
+            configuration: JWTConfiguration(algorithms: [.es256, .rs256], jwksRefreshInterval: .seconds(120))
+        )
+        XCTAssertEqual(store.allowedAlgorithms, [.es256, .rs256])
+        XCTAssertEqual(store.refreshPolicy.refreshInterval, 120)
+        XCTAssertEqual(store.secondsUntilRefresh(now: 0), 0)
+    }
+
     func testRefreshPolicySchedule() {
         var policy = JWKSRefreshPolicy(refreshInterval: 300, unknownKeyInterval: 30, retryInterval: 15)
         XCTAssertEqual(policy.secondsUntilRefresh(now: 1000), 0, "nothing fetched yet: fetch now")

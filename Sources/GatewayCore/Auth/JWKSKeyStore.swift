@@ -56,6 +56,18 @@ public final class JWKSKeyStore: @unchecked Sendable {
         self.policy = policy
     }
 
+    /// The store for a policy's `jwks_url`: its allow-list and `jwks_refresh_interval`.
+    public convenience init(configuration: JWTConfiguration, unknownKeyInterval: Double = 30) {
+        let (seconds, attoseconds) = configuration.jwksRefreshInterval.components
+        self.init(
+            allowedAlgorithms: Set(configuration.algorithms),
+            policy: JWKSRefreshPolicy(
+                refreshInterval: Double(seconds) + Double(attoseconds) / 1e18,
+                unknownKeyInterval: unknownKeyInterval
+            )
+        )
+    }
+
     /// Keys with this `kid`, or all keys when the token names none.
     public func keys(kid: String?) -> [VerificationKey] {
         lock.withLock { kid.map { kid in keys.filter { $0.kid == kid } } ?? keys }
