@@ -1,0 +1,18 @@
+/// Hides tokens in request URIs before they reach logs.
+public enum TokenRedaction {
+    public static let placeholder = "REDACTED"
+
+    /// `uri` with the value of every `query` token source replaced by `REDACTED` (names matched after
+    /// percent-decoding, as extraction does). Other bytes are unchanged.
+    public static func redact(uri: String, sources: [TokenSource]) -> String {
+        guard let questionMark = uri.firstIndex(of: "?") else { return uri }
+        let names = sources.compactMap { source -> String? in
+            if case .query(let name) = source { return name }
+            return nil
+        }
+        guard !names.isEmpty else { return uri }
+        let query = uri[uri.index(after: questionMark)...]
+        return String(uri[...questionMark])
+            + QueryTokenParameters.redacting(names: names, in: query, replacement: placeholder)
+    }
+}
