@@ -19,11 +19,11 @@ public final class ConfigurationReloader: Service, Sendable {
 
     /// Loads, validates and applies the file; returns the errors if it was rejected.
     @discardableResult
-    public func reload() -> ConfigurationErrors? {
+    public func reload() async -> ConfigurationErrors? {
         do {
             let loaded = try GatewayConfiguration.load(path: path)
             try Gateway.validate(loaded)
-            try gateway.reload(configuration: loaded.configuration)
+            try await gateway.reload(configuration: loaded.configuration)
             logger.notice("configuration reloaded", metadata: ["file": "\(path)"])
             return nil
         } catch let errors as ConfigurationErrors {
@@ -41,7 +41,7 @@ public final class ConfigurationReloader: Service, Sendable {
     public func run() async throws {
         signal(SIGHUP, SIG_IGN)
         let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
-        source.setEventHandler { [self] in _ = self.reload() }
+        source.setEventHandler { [self] in Task { _ = await self.reload() } }
         source.resume()
         try? await gracefulShutdown()
         source.cancel()

@@ -31,6 +31,8 @@ public final class Gateway: Service, Sendable {
         var adminChannel: (any Channel)?
         var ready = false
         var draining = false
+        /// Background JWKS refresh loops of the runtime in force.
+        var jwksTasks: [Task<Void, Never>] = []
         var drained: EventLoopFuture<Void>?
     }
 
@@ -40,7 +42,7 @@ public final class Gateway: Service, Sendable {
         logger: Logger = Logger(label: "sse-gateway")
     ) throws {
         self.group = group
-        self.runtimes = RuntimeHolder(try GatewayRuntime(configuration: configuration))
+        self.runtimes = RuntimeHolder(try GatewayRuntime(configuration: configuration, logger: logger))
         self.connectors = UpstreamConnectors(group: group)
         self.environment = GatewayEnvironment(logger: logger, metrics: GatewayMetrics())
         self.quiescing = ServerQuiescingHelper(group: group)
@@ -53,6 +55,8 @@ public final class Gateway: Service, Sendable {
     @discardableResult
     public func start() async throws -> BoundAddresses {
         let configuration = runtimes.current.configuration
+        // Keys first: a JWKS is fetched before the listener opens, so the first tokens verify without a refresh.
+        await Self.fetchJWKS(runtimes.current)
         let gatewayChannel = try await bindGateway(configuration)
         var adminChannel: (any Channel)?
         if let adminAddress = configuration.admin.listen {
@@ -67,10 +71,12 @@ public final class Gateway: Service, Sendable {
                 throw error
             }
         }
+        let jwksTasks = Self.startJWKSRefresh(runtimes.current)
         state.withLockedValue {
             $0.gatewayChannel = gatewayChannel
             $0.adminChannel = adminChannel
             $0.ready = true
+            $0.jwksTasks = jwksTasks
         }
         let addresses = BoundAddresses(gateway: gatewayChannel.localAddress!, admin: adminChannel?.localAddress)
         environment.logger.info(
@@ -106,6 +112,8 @@ public final class Gateway: Service, Sendable {
             state.drained = promise.futureResult
             let admin = state.adminChannel
             state.adminChannel = nil
+            for task in state.jwksTasks { task.cancel() }
+            state.jwksTasks = []
             return (promise.futureResult, admin)
         }
         environment.logger.info("draining: no new connections; open streams are told to reconnect")
@@ -118,6 +126,14 @@ public final class Gateway: Service, Sendable {
     /// Checks what the YAML loader cannot: that TLS files and keys parse. Errors point at the key's line.
     public static func validate(_ loaded: LoadedConfiguration) throws(ConfigurationErrors) {
         var errors: [ConfigurationError] = []
+        for (name, policy) in loaded.configuration.authPolicies.sorted(by: { $0.key < $1.key }) {
+            let store = policy.jwt.flatMap { jwt in jwt.jwksURL.map { _ in JWKSKeyStore(configuration: jwt) } }
+            do {
+                _ = try RouteAuthenticator(name: name, policy: policy, jwks: store)
+            } catch {
+                errors.append(loaded.sourceMap.error(error.path, error.message))
+            }
+        }
         for (index, route) in loaded.configuration.routes.enumerated() {
             do {
                 _ = try UpstreamEndpoint(route: route, tlsIdentity: index)
@@ -129,8 +145,33 @@ public final class Gateway: Service, Sendable {
     }
 
     /// Replaces the configuration for new requests; open streams keep the one they started with.
-    public func reload(configuration: GatewayConfiguration) throws {
-        runtimes.replace(with: try GatewayRuntime(configuration: configuration))
+    public func reload(configuration: GatewayConfiguration) async throws {
+        let runtime = try GatewayRuntime(configuration: configuration, logger: environment.logger)
+        await Self.fetchJWKS(runtime)
+        runtimes.replace(with: runtime)
+        let tasks = Self.startJWKSRefresh(runtime)
+        let old = state.withLockedValue { state in
+            let old = state.jwksTasks
+            state.jwksTasks = tasks
+            return old
+        }
+        for task in old { task.cancel() }
+    }
+
+    /// Fetches every JWKS of the runtime once, concurrently (each bounded by the fetcher's timeout).
+    private static func fetchJWKS(_ runtime: GatewayRuntime) async {
+        await withTaskGroup(of: Void.self) { group in
+            for fetcher in runtime.jwksFetchers.values {
+                group.addTask { _ = await fetcher.refresh() }
+            }
+        }
+    }
+
+    /// Starts each JWKS fetcher's loop: refreshes before the keys go stale (the first fetch was done already).
+    private static func startJWKSRefresh(_ runtime: GatewayRuntime) -> [Task<Void, Never>] {
+        runtime.jwksFetchers.values.map { fetcher in
+            Task { try? await fetcher.run(fetchFirst: false) }
+        }
     }
 
     private var readiness: AdminListener.Readiness {

@@ -3,6 +3,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOSSL
+import Foundation
 
 /// Everything a request needs from one configuration generation, built once when the config is loaded.
 ///
@@ -13,8 +14,15 @@ final class GatewayRuntime: Sendable {
     let routeTable: RouteTable
     /// Indexed like `configuration.routes`.
     let endpoints: [UpstreamEndpoint]
+    /// Indexed like `configuration.routes`; `nil` for public routes.
+    let routeAuthenticators: [RouteAuthenticator?]
+    /// The JWKS fetcher of each policy that has a `jwks_url`, by policy name.
+    let jwksFetchers: [String: JWKSFetcher]
+    let cors: CORSPolicy?
+    /// Every token source of every policy: what access logs redact, whatever the route.
+    let redactedSources: [TokenSource]
 
-    init(configuration: GatewayConfiguration) throws {
+    init(configuration: GatewayConfiguration, logger: Logger = Logger(label: "sse-gateway")) throws {
         self.configuration = configuration
         self.routeTable = RouteTable(routes: configuration.routes)
         var endpoints: [UpstreamEndpoint] = []
@@ -22,6 +30,25 @@ final class GatewayRuntime: Sendable {
             endpoints.append(try UpstreamEndpoint(route: route, tlsIdentity: index))
         }
         self.endpoints = endpoints
+        var authenticators: [String: RouteAuthenticator] = [:]
+        var fetchers: [String: JWKSFetcher] = [:]
+        for (name, policy) in configuration.authPolicies.sorted(by: { $0.key < $1.key }) {
+            var store: JWKSKeyStore?
+            if let jwt = policy.jwt, let url = jwt.jwksURL {
+                let keyStore = JWKSKeyStore(configuration: jwt)
+                fetchers[name] = JWKSFetcher(url: url, store: keyStore, logger: logger, timeout: .seconds(5))
+                store = keyStore
+            }
+            authenticators[name] = try RouteAuthenticator(name: name, policy: policy, jwks: store)
+        }
+        self.routeAuthenticators = configuration.routes.map { route in route.auth.flatMap { authenticators[$0] } }
+        self.jwksFetchers = fetchers
+        self.cors = configuration.cors.map(CORSPolicy.init(configuration:))
+        var sources: [TokenSource] = [.query("access_token")]
+        for (_, policy) in configuration.authPolicies.sorted(by: { $0.key < $1.key }) {
+            for source in policy.tokenSources where !sources.contains(source) { sources.append(source) }
+        }
+        self.redactedSources = sources
     }
 }
 

@@ -46,9 +46,14 @@ public final class JWKSFetcher: Service, @unchecked Sendable {
     /// Successful fetches so far.
     public var successCount: Int { lock.withLock { successes } }
 
-    /// Fetches once at start-up, then whenever the store's refresh policy says so, until cancelled.
+    /// Fetches once at start-up (unless the caller already did), then whenever the store's refresh policy says so,
+    /// until cancelled.
     public func run() async throws {
-        _ = await refresh()
+        try await run(fetchFirst: true)
+    }
+
+    public func run(fetchFirst: Bool) async throws {
+        if fetchFirst { _ = await refresh() }
         while !Task.isCancelled {
             let delay = max(0.05, store.secondsUntilRefresh(now: now()))
             do {

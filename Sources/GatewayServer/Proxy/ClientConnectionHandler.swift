@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Foundation
 
 /// The tail handler of every client connection: routes each request, dials the upstream on the same event loop,
 /// and glues the two channels together with backpressure both ways.
@@ -26,6 +27,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
     /// The client sent the `.end` of the current request.
     private var requestEnded = true
     private var keepAlive = true
+    private var requestMayHaveBody = false
     private var responseInProgress = false
     private var closeAfterResponse = false
     private var pendingClientRead = false
@@ -33,6 +35,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
     private var requestHeadTimer: Scheduled<Void>?
     private var slowClientTimer: Scheduled<Void>?
     private var drainTimer: Scheduled<Void>?
+    /// Request parts that arrived while a JWKS refresh decided the request's fate; `nil` when not waiting.
+    private var pendingAuthParts: [HTTPClientRequestPart]?
 
     init(runtimes: RuntimeHolder, connectors: UpstreamConnectors, environment: GatewayEnvironment, clientScheme: String) {
         self.runtimes = runtimes
@@ -60,6 +64,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
             requestHeadTimer = nil
             requestEnded = false
             keepAlive = head.isKeepAlive
+            requestMayHaveBody = head.headers.contains(name: "transfer-encoding")
+                || (head.headers.first(name: "content-length").map { $0 != "0" } ?? false)
             guard exchange == nil, !responseInProgress else {
                 // A second request before the first finished: the pipelining handler prevents this.
                 context.close(promise: nil)
@@ -86,6 +92,10 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
     }
 
     func read(context: ChannelHandlerContext) {
+        if pendingAuthParts != nil, !requestEnded {
+            pendingClientRead = true
+            return
+        }
         if let exchange, !requestEnded {
             // A request body is flowing: read only while the upstream can take it.
             guard let upstream = exchange.upstream, upstream.channel.isWritable else {
@@ -154,19 +164,103 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
 
     private func startExchange(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         let runtime = runtimes.current
+        responseInProgress = true
+        let origin = head.headers.first(name: "origin")
+        let corsHeaders = runtime.cors?.responseHeaders(origin: origin) ?? [:]
+        if head.method == .OPTIONS, let cors = runtime.cors, let origin,
+            let requestMethod = head.headers.first(name: "access-control-request-method")
+        {
+            // A CORS preflight never carries credentials: answer it here, before routing and auth.
+            let allowed = cors.preflightHeaders(origin: origin, requestMethod: requestMethod)
+            respondEmpty(status: .noContent, headers: allowed ?? corsHeaders, context: context)
+            return
+        }
         let routed: RoutedRequest
         do {
             routed = try runtime.routeTable.route(uri: head.uri)
         } catch {
-            respond(with: error, context: context)
+            respond(with: error, context: context, extraHeaders: corsHeaders)
             return
+        }
+        guard let authenticator = runtime.routeAuthenticators[routed.routeIndex] else {
+            forward(head, routed: routed, runtime: runtime, authenticated: nil, corsHeaders: corsHeaders, context: context)
+            return
+        }
+        authenticate(
+            head, routed: routed, runtime: runtime, authenticator: authenticator, corsHeaders: corsHeaders,
+            allowKeyRefresh: true, context: context
+        )
+    }
+
+    /// Verifies the request's token before any upstream is touched.
+    private func authenticate(
+        _ head: HTTPRequestHead,
+        routed: RoutedRequest,
+        runtime: GatewayRuntime,
+        authenticator: RouteAuthenticator,
+        corsHeaders: HTTPHeaders,
+        allowKeyRefresh: Bool,
+        context: ChannelHandlerContext
+    ) {
+        let outcome = authenticator.authenticate(
+            query: routed.query,
+            headers: head.headers,
+            now: Date().timeIntervalSince1970,
+            allowKeyRefresh: allowKeyRefresh
+        )
+        switch outcome {
+        case .authenticated(let request):
+            forward(head, routed: routed, runtime: runtime, authenticated: request, corsHeaders: corsHeaders, context: context)
+        case .rejected(let failure):
+            var headers = corsHeaders
+            headers.add(name: "www-authenticate", value: failure.wwwAuthenticate)
+            environment.logger.info(
+                "token rejected",
+                metadata: ["route": "\(routed.route.name)", "reason": "\(failure.reason.label)"]
+            )
+            respond(with: failure.gatewayError, context: context, extraHeaders: headers)
+        case .needsKeyRefresh(let kid):
+            // The token names a key we do not hold: refresh the JWKS (off the event loop), then decide once more.
+            let fetcher = runtime.jwksFetchers[authenticator.name]
+            pendingAuthParts = []
+            context.eventLoop.makeFutureWithTask { await fetcher?.refresh(forUnknownKid: kid) ?? false }
+                .assumeIsolated()
+                .whenComplete { [weak self] _ in
+                    guard let self, let context = self.context, context.channel.isActive else { return }
+                    let parts = self.pendingAuthParts ?? []
+                    self.pendingAuthParts = nil
+                    self.authenticate(
+                        head, routed: routed, runtime: runtime, authenticator: authenticator,
+                        corsHeaders: corsHeaders, allowKeyRefresh: false, context: context
+                    )
+                    for part in parts { self.forwardRequestPart(part) }
+                    if self.pendingClientRead { self.read(context: context) }
+                }
+        }
+    }
+
+    /// Builds the upstream request and dials the upstream.
+    private func forward(
+        _ head: HTTPRequestHead,
+        routed: RoutedRequest,
+        runtime: GatewayRuntime,
+        authenticated: AuthenticatedRequest?,
+        corsHeaders: HTTPHeaders,
+        context: ChannelHandlerContext
+    ) {
+        var routed = routed
+        var clientHeaders = head.headers
+        if let authenticated {
+            // Token removed from the query and cookies, forward header and claim headers set.
+            routed.query = authenticated.query
+            clientHeaders = authenticated.headers
         }
         let forwarding = ForwardingContext(
             clientAddress: context.channel.remoteAddress?.ipAddress,
             clientScheme: clientScheme
         )
         let headers = RequestHeaderRewriter.upstreamHeaders(
-            from: head.headers,
+            from: clientHeaders,
             upstream: routed.route.upstream,
             context: forwarding
         )
@@ -177,8 +271,9 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
             headers: headers
         )
         let exchange = ProxyExchange(runtime: runtime, routed: routed, clientHead: head, upstreamHead: upstreamHead)
+        exchange.identity = authenticated?.identity
+        exchange.corsHeaders = corsHeaders
         self.exchange = exchange
-        responseInProgress = true
         dial(exchange, context: context)
     }
 
@@ -225,6 +320,10 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
     }
 
     private func forwardRequestPart(_ part: HTTPClientRequestPart) {
+        if pendingAuthParts != nil {
+            pendingAuthParts!.append(part)
+            return
+        }
         guard let exchange else { return }  // answered locally: the body is discarded
         guard let upstream = exchange.upstream else {
             exchange.pendingRequestParts.append(part)
@@ -347,6 +446,9 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
         if !keepAlive || draining {
             headers.replaceOrAdd(name: "connection", value: "close")
         }
+        for (name, value) in exchange.corsHeaders where !headers.contains(name: name) {
+            headers.add(name: name, value: value)
+        }
         let clientHead = HTTPResponseHead(version: exchange.clientHead.version, status: head.status, headers: headers)
         context.write(wrapOutboundOut(.head(clientHead)), promise: nil)
         exchange.needsFlush = true
@@ -355,6 +457,15 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
         }
         if exchange.route.timeouts.idle > .zero {
             scheduleIdleCheck(exchange, after: exchange.route.timeouts.idle.timeAmount, context: context)
+        }
+        if isEventStream, let expiresAt = exchange.identity?.expiresAt, let policyName = exchange.route.auth,
+            exchange.runtime.configuration.authPolicies[policyName]?.onExpiry == .close
+        {
+            let delay = TimeAmount.milliseconds(max(0, Int64((expiresAt - Date().timeIntervalSince1970) * 1000)))
+            exchange.expiryTimer = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [weak self] in
+                guard let self, self.exchange === exchange else { return }
+                self.requestStreamClose(exchange, reason: .tokenExpired)
+            }
         }
         if draining, isEventStream {
             requestStreamClose(exchange, reason: .draining)
@@ -426,8 +537,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
         if let retryAfter = error.retryAfterSeconds {
             headers.add(name: "retry-after", value: String(retryAfter))
         }
-        if !requestEnded {
-            // Unread request body: we will not read it, so this connection cannot be reused.
+        if !requestEnded && requestMayHaveBody {
+            // An unread request body: rather than wait for it, close after answering.
             keepAlive = false
         }
         if !keepAlive || draining {
@@ -442,6 +553,18 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
             "request rejected",
             metadata: ["status": "\(error.status.code)", "error": "\(error.identifier)", "message": "\(error.message)"]
         )
+        responseInProgress = false
+        finishConnectionTurn(context: context, after: endPromise.futureResult)
+    }
+
+    /// Answers with no body (CORS preflight).
+    private func respondEmpty(status: HTTPResponseStatus, headers: HTTPHeaders, context: ChannelHandlerContext) {
+        var headers = headers
+        headers.add(name: "content-length", value: "0")
+        if !keepAlive || draining { headers.add(name: "connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        let endPromise = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: endPromise)
         responseInProgress = false
         finishConnectionTurn(context: context, after: endPromise.futureResult)
     }
@@ -553,8 +676,15 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
 
     private func requestStreamClose(_ exchange: ProxyExchange, reason: StreamCloseReason) {
         guard let context, var relay = exchange.relay else { return }
-        let jitterMax = max(1, Int(runtimes.current.configuration.drain.retryJitter.components.seconds * 1000))
-        let frame = SSEFrame.retryHint(milliseconds: Int.random(in: 0...jitterMax))
+        let frame: ByteBuffer
+        switch reason {
+        case .tokenExpired:
+            frame = SSEFrame.tokenExpired(retryMilliseconds: Self.tokenExpiryRetryMilliseconds)
+        case .draining, .maxDuration:
+            let jitter = exchange.runtime.configuration.drain.retryJitter.components
+            let jitterMax = max(1, Int(jitter.seconds * 1000 + jitter.attoseconds / 1_000_000_000_000_000))
+            frame = SSEFrame.retryHint(milliseconds: Int.random(in: 0...jitterMax))
+        }
         let action = relay.closeRequested(reason, closingFrame: frame)
         exchange.relay = relay
         apply(action, exchange: exchange, context: context)
@@ -569,6 +699,10 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
             metadata: [
                 "route": "\(exchange.route.name)",
                 "method": "\(exchange.clientHead.method.rawValue)",
+                "path": "\(TokenRedaction.redact(uri: exchange.clientHead.uri, sources: exchange.runtime.redactedSources))",
+                "client": "\(context?.channel.remoteAddress?.ipAddress ?? "-")",
+                "subject": "\(exchange.identity?.subject ?? "-")",
+                "upstream": "\(exchange.route.upstream)",
                 "status": "\((status ?? exchange.responseStatus)?.code ?? 0)",
                 "duration_ms": "\(duration.nanoseconds / 1_000_000)",
                 "bytes": "\(exchange.bytesRelayed)",
@@ -579,6 +713,10 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
     }
 
     // MARK: Helpers
+
+    /// After `token_expired`, the browser's own reconnect waits this long: time for the page to fetch a new token
+    /// and open a new `EventSource` first.
+    static let tokenExpiryRetryMilliseconds = 2_000
 
     private static func isReset(_ error: (any Error)?) -> Bool {
         guard let ioError = error as? IOError else { return false }

@@ -35,7 +35,13 @@ final class ProxyExchange {
     var lastClientWrite: NIODeadline
     var lastUpstreamRead: NIODeadline
 
+    /// Who the request's token belongs to (authenticated routes only).
+    var identity: VerifiedIdentity?
+    /// CORS headers added to the client's response (empty without CORS or for other origins).
+    var corsHeaders: HTTPHeaders = [:]
+
     var responseHeaderTimer: Scheduled<Void>?
+    var expiryTimer: Scheduled<Void>?
     var heartbeatTimer: Scheduled<Void>?
     var idleTimer: Scheduled<Void>?
 
@@ -55,6 +61,8 @@ final class ProxyExchange {
 
     func cancelTimers() {
         responseHeaderTimer?.cancel()
+        expiryTimer?.cancel()
+        expiryTimer = nil
         heartbeatTimer?.cancel()
         idleTimer?.cancel()
         responseHeaderTimer = nil
