@@ -82,8 +82,8 @@ public final class Gateway: Service, Sendable {
         environment.logger.info(
             "sse-gateway listening",
             metadata: [
-                "listen": "\(addresses.gateway)",
-                "admin": "\(addresses.admin.map { "\($0)" } ?? "off")",
+                "listen": "\(Self.display(addresses.gateway))",
+                "admin": "\(addresses.admin.map(Self.display) ?? "off")",
                 "routes": "\(configuration.routes.count)",
             ]
         )
@@ -172,6 +172,11 @@ public final class Gateway: Service, Sendable {
         runtime.jwksFetchers.values.map { fetcher in
             Task { try? await fetcher.run(fetchFirst: false) }
         }
+    }
+
+    /// `127.0.0.1:8080` or `[::1]:8080`, for log lines.
+    static func display(_ address: SocketAddress) -> String {
+        ListenAddress(host: address.ipAddress ?? "?", port: address.port ?? 0).description
     }
 
     private var readiness: AdminListener.Readiness {

@@ -95,7 +95,7 @@ struct Demo: AsyncParsableCommand {
         let logger = options.bootstrapLogging()
         let loaded = try options.loadConfiguration()
         let demo = try await DemoRunner.start(configuration: loaded.configuration, logger: logger)
-        print(demo.instructions)
+        FileHandle.standardOutput.write(Data((demo.instructions + "\n").utf8))
         let group = ServiceGroup(
             services: [demo.gateway],
             gracefulShutdownSignals: [.sigterm, .sigint],

@@ -1,4 +1,6 @@
+import Foundation
 import GatewayCore
+import JWTKit
 import Logging
 import NIOCore
 import NIOPosix
@@ -29,19 +31,29 @@ public struct DemoRunner: Sendable {
         let gateway = try Gateway(configuration: configuration, logger: logger)
         let bound = try await gateway.start()
         let base = "http://\(ListenAddress(host: configuration.listen.host, port: bound.gateway.port ?? 0))"
+        let token = try await mintToken(configuration)
+        let query = token.map { "?access_token=\($0.token)" } ?? ""
+        let tokenNote =
+            token.map {
+                "A demo token for subject \"demo-user\" (HS256, policy '\($0.policy)', valid 1 hour) is in the URLs.\n"
+                    + "    The upstream receives it as 'Authorization: Bearer ...'; without it the gateway answers 401.\n"
+            } ?? ""
         let instructions = """
 
             sse-gateway demo is running. Sample upstream on \(addresses.map(\.description).joined(separator: ", ")).
-
+                \(tokenNote)
               Clock stream (one event a second):
-                curl -N '\(base)/events/clock'
+                curl -N '\(base)/events/clock\(query)'
 
               A chat answer streamed token by token (POST answered with SSE):
                 curl -N -X POST -H 'content-type: application/json' -d '{"prompt":"What is SSE?"}' \\
-                  '\(base)/v1/chat/completions'
+                  '\(base)/v1/chat/completions\(query)'
+
+              Without a token (401, the upstream is never contacted):
+                curl -i '\(base)/events/clock'
 
               In a browser (EventSource):
-                \(base)/
+                \(base)/\(query)
 
             Health: http://\(configuration.admin.listen?.description ?? "(admin off)")/healthz   Stop: Ctrl-C
 
@@ -49,7 +61,37 @@ public struct DemoRunner: Sendable {
         return DemoRunner(gateway: gateway, instructions: instructions, upstreams: upstreams)
     }
 
+    /// Mints a one-hour HS256 token for the first policy that verifies HMAC tokens, with its audience and issuer.
+    static func mintToken(_ configuration: GatewayConfiguration) async throws -> (policy: String, token: String)? {
+        let candidates = configuration.authPolicies.sorted { $0.key < $1.key }
+        guard let (name, policy) = candidates.first(where: { $0.value.jwt?.algorithms.contains(.hs256) == true }),
+            let jwt = policy.jwt, let secret = jwt.secret
+        else { return nil }
+        let keys = JWTKeyCollection()
+        await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
+        let now = Date()
+        let payload = DemoClaims(
+            sub: SubjectClaim(value: "demo-user"),
+            exp: ExpirationClaim(value: now.addingTimeInterval(3600)),
+            iat: IssuedAtClaim(value: now),
+            aud: jwt.audience.map { AudienceClaim(value: [$0]) },
+            iss: jwt.issuer.map { IssuerClaim(value: $0) }
+        )
+        return (name, try await keys.sign(payload))
+    }
+
     public func stopUpstreams() async {
         for channel in upstreams { try? await channel.close() }
     }
+}
+
+/// The claims of the demo token.
+struct DemoClaims: JWTPayload {
+    var sub: SubjectClaim
+    var exp: ExpirationClaim
+    var iat: IssuedAtClaim
+    var aud: AudienceClaim?
+    var iss: IssuerClaim?
+
+    func verify(using algorithm: some JWTKit.JWTAlgorithm) async throws {}
 }
