@@ -15,6 +15,10 @@ public final class ConfigurationReloader: Service, Sendable {
         self.path = path
         self.gateway = gateway
         self.logger = logger
+        gateway.onReloadRequest { [weak self] in
+            guard let self else { return "reloader stopped" }
+            return await self.reload().map { "\($0)" }
+        }
     }
 
     /// Loads, validates and applies the file; returns the errors if it was rejected.
@@ -25,11 +29,14 @@ public final class ConfigurationReloader: Service, Sendable {
             try Gateway.validate(loaded)
             try await gateway.reload(configuration: loaded.configuration)
             logger.notice("configuration reloaded", metadata: ["file": "\(path)"])
+            gateway.metrics.configReload(succeeded: true)
             return nil
         } catch let errors as ConfigurationErrors {
+            gateway.metrics.configReload(succeeded: false)
             logger.error("configuration rejected; keeping the running one", metadata: ["errors": "\(errors)"])
             return errors
         } catch {
+            gateway.metrics.configReload(succeeded: false)
             let errors = ConfigurationErrors([
                 ConfigurationError(file: path, line: 0, column: 0, keyPath: "", message: "\(error)")
             ])

@@ -25,6 +25,27 @@ public final class Gateway: Service, Sendable {
     private let environment: GatewayEnvironment
     private let quiescing: ServerQuiescingHelper
     private let state = NIOLockedValueBox(ListenerState())
+    private let reloadRequestHandler = NIOLockedValueBox<(@Sendable () async -> String?)?>(nil)
+
+    /// The metrics this gateway records (exported on the admin listener's `/metrics`).
+    public var metrics: GatewayMetrics { environment.metrics }
+
+    /// What `POST /reload` on the admin listener runs; returns `nil` on success or the errors to answer with.
+    public func onReloadRequest(_ handler: @escaping @Sendable () async -> String?) {
+        reloadRequestHandler.withLockedValue { $0 = handler }
+    }
+
+    /// The Prometheus exposition, with JWKS fetch counts brought up to date first.
+    public func metricsExposition() -> String {
+        for (policy, fetcher) in runtimes.current.jwksFetchers {
+            environment.metrics.observeJWKS(
+                policy: policy,
+                successes: fetcher.successCount,
+                failures: fetcher.failureCount
+            )
+        }
+        return environment.metrics.exposition()
+    }
 
     private struct ListenerState {
         var gatewayChannel: (any Channel)?
@@ -64,7 +85,16 @@ public final class Gateway: Service, Sendable {
                 adminChannel = try await AdminListener.bind(
                     address: adminAddress,
                     group: group,
-                    status: { [weak self] in self?.readiness ?? .draining }
+                    endpoints: AdminListener.Endpoints(
+                        status: { [weak self] in self?.readiness ?? .draining },
+                        metrics: { [weak self] in self?.metricsExposition() ?? "" },
+                        reload: { [weak self] in
+                            guard let handler = self?.reloadRequestHandler.withLockedValue({ $0 }) else {
+                                return "reload is not configured (no configuration file)"
+                            }
+                            return await handler()
+                        }
+                    )
                 )
             } catch {
                 try? await gatewayChannel.close()

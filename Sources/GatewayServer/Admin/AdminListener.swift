@@ -3,23 +3,32 @@ import NIOHTTP1
 import NIOPosix
 import GatewayCore
 
-/// The admin listener: `GET /healthz` (process up) and `GET /readyz` (200 once listening, 503 while draining).
+/// The admin listener: `GET /healthz` (process up), `GET /readyz` (200 once listening, 503 while draining),
+/// `GET /metrics` (Prometheus text) and `POST /reload` (re-read the configuration file).
 enum AdminListener {
     enum Readiness: Sendable {
         case starting, ready, draining
     }
 
+    /// What the admin endpoints read from the gateway.
+    struct Endpoints: Sendable {
+        var status: @Sendable () -> Readiness
+        var metrics: @Sendable () -> String
+        /// Re-reads the configuration; `nil` on success, else the errors. `nil` closure: reload is not available.
+        var reload: (@Sendable () async -> String?)?
+    }
+
     static func bind(
         address: ListenAddress,
         group: any EventLoopGroup,
-        status: @escaping @Sendable () -> Readiness
+        endpoints: Endpoints
     ) async throws -> any Channel {
         try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try channel.pipeline.syncOperations.addHandler(AdminHandler(status: status))
+                    try channel.pipeline.syncOperations.addHandler(AdminHandler(endpoints: endpoints))
                 }
             }
             .bind(host: address.host, port: address.port)
@@ -32,11 +41,11 @@ final class AdminHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
-    private let status: @Sendable () -> AdminListener.Readiness
+    private let endpoints: AdminListener.Endpoints
     private var head: HTTPRequestHead?
 
-    init(status: @escaping @Sendable () -> AdminListener.Readiness) {
-        self.status = status
+    init(endpoints: AdminListener.Endpoints) {
+        self.endpoints = endpoints
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -48,9 +57,21 @@ final class AdminHandler: ChannelInboundHandler {
         case .end:
             guard let head else { return }
             self.head = nil
-            let (code, body) = answer(head)
+            if head.method == .POST, head.uri == "/reload", let reload = endpoints.reload {
+                context.eventLoop.makeFutureWithTask { await reload() }.assumeIsolated().whenSuccess { errors in
+                    self.write(head, errors.map { (.badRequest, $0 + "\n") } ?? (.ok, "reloaded\n"), context: context)
+                }
+                return
+            }
+            write(head, answer(head), context: context)
+        }
+    }
+
+    private func write(_ head: HTTPRequestHead, _ answer: (HTTPResponseStatus, String), context: ChannelHandlerContext) {
+            let (code, body) = answer
             var headers = HTTPHeaders()
-            headers.add(name: "content-type", value: "text/plain; charset=utf-8")
+            let isMetrics = head.uri.hasPrefix("/metrics")
+            headers.add(name: "content-type", value: isMetrics ? "text/plain; version=0.0.4" : "text/plain; charset=utf-8")
             headers.add(name: "content-length", value: String(body.utf8.count))
             if !head.isKeepAlive { headers.add(name: "connection", value: "close") }
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: code, headers: headers))), promise: nil)
@@ -59,7 +80,6 @@ final class AdminHandler: ChannelInboundHandler {
             context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
                 if !keepAlive { context.close(promise: nil) }
             }
-        }
     }
 
     private func answer(_ head: HTTPRequestHead) -> (HTTPResponseStatus, String) {
@@ -68,11 +88,13 @@ final class AdminHandler: ChannelInboundHandler {
         case (.GET, "/healthz"), (.HEAD, "/healthz"):
             return (.ok, "ok\n")
         case (.GET, "/readyz"), (.HEAD, "/readyz"):
-            switch status() {
+            switch endpoints.status() {
             case .ready: return (.ok, "ready\n")
             case .starting: return (.serviceUnavailable, "starting\n")
             case .draining: return (.serviceUnavailable, "draining\n")
             }
+        case (.GET, "/metrics"):
+            return (.ok, endpoints.metrics())
         default:
             return (.notFound, "not found\n")
         }

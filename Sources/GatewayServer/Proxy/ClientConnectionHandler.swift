@@ -179,7 +179,10 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
         do {
             routed = try runtime.routeTable.route(uri: head.uri)
         } catch {
-            respond(with: error, context: context, extraHeaders: corsHeaders)
+            respond(
+                with: error, context: context, extraHeaders: corsHeaders,
+                log: RejectedRequest(head: head, route: nil, runtime: runtime, reason: error.identifier)
+            )
             return
         }
         guard let authenticator = runtime.routeAuthenticators[routed.routeIndex] else {
@@ -214,11 +217,11 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
         case .rejected(let failure):
             var headers = corsHeaders
             headers.add(name: "www-authenticate", value: failure.wwwAuthenticate)
-            environment.logger.info(
-                "token rejected",
-                metadata: ["route": "\(routed.route.name)", "reason": "\(failure.reason.label)"]
+            environment.metrics.authFailure(route: routed.route.name, reason: failure.reason.label)
+            respond(
+                with: failure.gatewayError, context: context, extraHeaders: headers,
+                log: RejectedRequest(head: head, route: routed.route.name, runtime: runtime, reason: failure.reason.label)
             )
-            respond(with: failure.gatewayError, context: context, extraHeaders: headers)
         case .needsKeyRefresh(let kid):
             // The token names a key we do not hold: refresh the JWKS (off the event loop), then decide once more.
             let fetcher = runtime.jwksFetchers[authenticator.name]
@@ -270,7 +273,13 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
             uri: routed.upstreamURI,
             headers: headers
         )
-        let exchange = ProxyExchange(runtime: runtime, routed: routed, clientHead: head, upstreamHead: upstreamHead)
+        let exchange = ProxyExchange(
+            runtime: runtime,
+            routed: routed,
+            clientHead: head,
+            upstreamHead: upstreamHead,
+            metrics: environment.metrics.route(routed.route.name)
+        )
         exchange.identity = authenticated?.identity
         exchange.corsHeaders = corsHeaders
         self.exchange = exchange
@@ -297,11 +306,16 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
         case .failure(let error):
             let message = "upstream \(exchange.route.upstream) unreachable: \(Self.describe(error))"
             if error is ChannelError, case .connectTimeout = error as! ChannelError {
+                environment.metrics.upstreamError(route: exchange.route.name, kind: "connect_timeout")
                 failBeforeResponse(.gatewayTimeout(message), context: context)
             } else {
+                environment.metrics.upstreamError(route: exchange.route.name, kind: Self.errorKind(error, fallback: "refused"))
                 failBeforeResponse(.badGateway(message), context: context)
             }
         case .success(let connection):
+            if !connection.isReused {
+                exchange.metrics.upstreamConnect.recordNanoseconds((NIODeadline.now() - exchange.startedAt).nanoseconds)
+            }
             exchange.upstream = connection
             exchange.lastConnectionWasReused = connection.isReused
             connection.handler.delegate = self
@@ -408,11 +422,16 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
                 return
             }
             let detail = error.map { Self.describe($0) } ?? "connection closed"
+            environment.metrics.upstreamError(
+                route: exchange.route.name,
+                kind: error.map { Self.errorKind($0, fallback: "closed") } ?? "closed"
+            )
             failBeforeResponse(.badGateway("upstream closed before responding: \(detail)"), context: context)
             return
         }
         if Self.isReset(error) {
             // Mid-stream reset: drop the client connection so EventSource reconnects (never fake a clean end).
+            environment.metrics.upstreamError(route: exchange.route.name, kind: "reset")
             exchange.cancelTimers()
             self.exchange = nil
             logFinished(exchange, outcome: "upstream_reset")
@@ -442,6 +461,12 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
         exchange.upstreamKeepAlive = head.isKeepAlive
         let isEventStream = ResponseHeaderRewriter.isEventStream(head.headers)
         exchange.relay = StreamRelayStateMachine(isEventStream: isEventStream)
+        exchange.metrics.timeToFirstByte.recordNanoseconds((NIODeadline.now() - exchange.startedAt).nanoseconds)
+        if isEventStream {
+            exchange.countedAsStream = true
+            exchange.metrics.openStreams.increment()
+            exchange.metrics.streamsStarted.increment()
+        }
         var headers = ResponseHeaderRewriter.clientHeaders(from: head.headers, isEventStream: isEventStream)
         if !keepAlive || draining {
             headers.replaceOrAdd(name: "connection", value: "close")
@@ -527,7 +552,12 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
     }
 
     /// Answers an error the gateway produced itself (no upstream response was relayed).
-    private func respond(with error: GatewayError, context: ChannelHandlerContext, extraHeaders: HTTPHeaders = [:]) {
+    private func respond(
+        with error: GatewayError,
+        context: ChannelHandlerContext,
+        extraHeaders: HTTPHeaders = [:],
+        log rejected: RejectedRequest? = nil
+    ) {
         var headers = extraHeaders
         var body = context.channel.allocator.buffer(capacity: 128)
         body.writeString(error.jsonBody)
@@ -549,10 +579,20 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
         context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         let endPromise = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: endPromise)
-        environment.logger.info(
-            "request rejected",
-            metadata: ["status": "\(error.status.code)", "error": "\(error.identifier)", "message": "\(error.message)"]
-        )
+        if let rejected {
+            let route = rejected.route ?? "-"
+            environment.metrics.requestFinished(route: route, status: Int(error.status.code))
+            accessLog(
+                method: rejected.head.method.rawValue, uri: rejected.head.uri, runtime: rejected.runtime, route: route,
+                status: Int(error.status.code), durationNanoseconds: 0, bytes: 0, events: 0, subject: nil,
+                upstream: nil, outcome: "rejected", reason: rejected.reason
+            )
+        } else {
+            environment.logger.info(
+                "request rejected",
+                metadata: ["status": "\(error.status.code)", "error": "\(error.identifier)", "message": "\(error.message)"]
+            )
+        }
         responseInProgress = false
         finishConnectionTurn(context: context, after: endPromise.futureResult)
     }
@@ -596,6 +636,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
 
     private func responseHeaderTimedOut(_ exchange: ProxyExchange) {
         guard self.exchange === exchange, exchange.relay == nil, let context else { return }
+        environment.metrics.upstreamError(route: exchange.route.name, kind: "response_header_timeout")
         failBeforeResponse(
             .gatewayTimeout("upstream sent no response head within \(exchange.route.timeouts.responseHeader)"),
             context: context
@@ -651,9 +692,9 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
             self.exchange = nil
             exchange.cancelTimers()
             exchange.upstream?.channel.close(promise: nil)
+            exchange.metrics.slowClientsDropped.increment()
             logFinished(exchange, outcome: "slow_client")
         }
-        environment.metrics.slowClientsDropped.increment()
         context.close(promise: nil)
     }
 
@@ -692,24 +733,49 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
 
     // MARK: Logging
 
+    /// The one place every proxied exchange ends: metrics and the access-log line.
     private func logFinished(_ exchange: ProxyExchange, outcome: String, status: HTTPResponseStatus? = nil) {
         let duration = NIODeadline.now() - exchange.startedAt
-        environment.logger.info(
-            "request finished",
-            metadata: [
-                "route": "\(exchange.route.name)",
-                "method": "\(exchange.clientHead.method.rawValue)",
-                "path": "\(TokenRedaction.redact(uri: exchange.clientHead.uri, sources: exchange.runtime.redactedSources))",
-                "client": "\(context?.channel.remoteAddress?.ipAddress ?? "-")",
-                "subject": "\(exchange.identity?.subject ?? "-")",
-                "upstream": "\(exchange.route.upstream)",
-                "status": "\((status ?? exchange.responseStatus)?.code ?? 0)",
-                "duration_ms": "\(duration.nanoseconds / 1_000_000)",
-                "bytes": "\(exchange.bytesRelayed)",
-                "events": "\(exchange.relay?.relayedEvents ?? 0)",
-                "outcome": "\(outcome)",
-            ]
+        let code = Int((status ?? exchange.responseStatus)?.code ?? 0)
+        let events = exchange.relay?.relayedEvents ?? 0
+        let route = exchange.route.name
+        environment.metrics.requestFinished(route: route, status: code)
+        exchange.metrics.bytesRelayed.increment(by: exchange.bytesRelayed)
+        if exchange.countedAsStream {
+            exchange.countedAsStream = false
+            exchange.metrics.openStreams.decrement()
+            exchange.metrics.eventsRelayed.increment(by: events)
+            exchange.metrics.streamDuration.recordNanoseconds(duration.nanoseconds)
+            environment.metrics.streamEnded(route: route, outcome: outcome)
+        }
+        accessLog(
+            method: exchange.clientHead.method.rawValue, uri: exchange.clientHead.uri, runtime: exchange.runtime,
+            route: route, status: code, durationNanoseconds: duration.nanoseconds, bytes: exchange.bytesRelayed,
+            events: events, subject: exchange.identity?.subject, upstream: "\(exchange.route.upstream)",
+            outcome: outcome, reason: nil
         )
+    }
+
+    /// One access-log line per finished request or stream; token values in the URL are replaced by `REDACTED`.
+    private func accessLog(
+        method: String, uri: String, runtime: GatewayRuntime, route: String, status: Int, durationNanoseconds: Int64,
+        bytes: Int, events: Int, subject: String?, upstream: String?, outcome: String, reason: String?
+    ) {
+        var metadata: Logger.Metadata = [
+            "client": "\(context?.channel.remoteAddress?.ipAddress ?? "-")",
+            "method": "\(method)",
+            "route": "\(route)",
+            "path": "\(TokenRedaction.redact(uri: uri, sources: runtime.redactedSources))",
+            "status": "\(status)",
+            "duration_ms": "\(durationNanoseconds / 1_000_000)",
+            "bytes": "\(bytes)",
+            "events": "\(events)",
+            "subject": "\(subject ?? "-")",
+            "upstream": "\(upstream ?? "-")",
+            "outcome": "\(outcome)",
+        ]
+        if let reason { metadata["reason"] = "\(reason)" }
+        environment.logger.info("access", metadata: metadata)
     }
 
     // MARK: Helpers
@@ -721,6 +787,22 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
     private static func isReset(_ error: (any Error)?) -> Bool {
         guard let ioError = error as? IOError else { return false }
         return ioError.errnoCode == ECONNRESET || ioError.errnoCode == EPIPE
+    }
+
+    /// A metrics label for an upstream failure.
+    static func errorKind(_ error: any Error, fallback: String) -> String {
+        if let ioError = error as? IOError {
+            switch ioError.errnoCode {
+            case ECONNREFUSED: return "refused"
+            case ECONNRESET, EPIPE: return "reset"
+            default: return fallback
+            }
+        }
+        if String(reflecting: type(of: error)).contains("NIOSSL") || String(reflecting: type(of: error)).contains("BoringSSL") {
+            return "tls"
+        }
+        if error is NIOConnectionError { return "refused" }
+        return fallback
     }
 
     static func describe(_ error: any Error) -> String {
@@ -736,4 +818,12 @@ extension ProxyExchange {
         return connection && !retriedStaleConnection && !sentRequestBody
             && (clientHead.method == .GET || clientHead.method == .HEAD)
     }
+}
+
+/// What the access log needs about a request the gateway answered itself.
+struct RejectedRequest {
+    let head: HTTPRequestHead
+    let route: String?
+    let runtime: GatewayRuntime
+    let reason: String
 }

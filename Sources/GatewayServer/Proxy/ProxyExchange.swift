@@ -45,8 +45,19 @@ final class ProxyExchange {
     var heartbeatTimer: Scheduled<Void>?
     var idleTimer: Scheduled<Void>?
 
-    init(runtime: GatewayRuntime, routed: RoutedRequest, clientHead: HTTPRequestHead, upstreamHead: HTTPRequestHead) {
+    let metrics: GatewayMetrics.RouteMetrics
+    /// Whether this exchange counts as an open stream (an event-stream response was relayed).
+    var countedAsStream = false
+
+    init(
+        runtime: GatewayRuntime,
+        routed: RoutedRequest,
+        clientHead: HTTPRequestHead,
+        upstreamHead: HTTPRequestHead,
+        metrics: GatewayMetrics.RouteMetrics
+    ) {
         self.runtime = runtime
+        self.metrics = metrics
         self.routed = routed
         self.clientHead = clientHead
         self.upstreamHead = upstreamHead
