@@ -65,7 +65,7 @@ public final class Gateway: Service, Sendable {
         self.group = group
         self.runtimes = RuntimeHolder(try GatewayRuntime(configuration: configuration, logger: logger))
         self.connectors = UpstreamConnectors(group: group)
-        self.environment = GatewayEnvironment(logger: logger, metrics: GatewayMetrics())
+        self.environment = GatewayEnvironment(logger: logger, metrics: GatewayMetrics(), admission: StreamAdmission())
         self.quiescing = ServerQuiescingHelper(group: group)
     }
 
@@ -240,7 +240,14 @@ public final class Gateway: Service, Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.writeBufferWaterMark, value: waterMark)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                let limit = runtimes.current.configuration.limits.maxConnections
+                guard environment.admission.connectionOpened(limit: limit) else {
+                    // Over limits.max_connections: refuse at once rather than queue.
+                    environment.metrics.connectionRejected()
+                    return channel.eventLoop.makeFailedFuture(ConnectionLimitReached())
+                }
+                channel.closeFuture.whenComplete { _ in environment.admission.connectionClosed() }
+                return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     try sync.configureHTTPServerPipeline(
                         withPipeliningAssistance: true,
@@ -262,3 +269,6 @@ public final class Gateway: Service, Sendable {
         return try await bootstrap.bind(host: configuration.listen.host, port: configuration.listen.port).get()
     }
 }
+
+/// A connection refused because the gateway holds `limits.max_connections` already.
+struct ConnectionLimitReached: Error {}

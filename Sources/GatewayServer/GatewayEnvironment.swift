@@ -7,6 +7,7 @@ import Prometheus
 struct GatewayEnvironment: Sendable {
     var logger: Logger
     var metrics: GatewayMetrics
+    var admission: StreamAdmission
 }
 
 /// The gateway's metrics (swift-metrics handles backed by a Prometheus registry owned by the gateway, exported on
@@ -91,6 +92,10 @@ public final class GatewayMetrics: Sendable {
     func upstreamError(route: String, kind: String) {
         Metrics.Counter(label: "sse_gateway_upstream_errors_total", dimensions: [("route", route), ("kind", kind)], factory: factory)
             .increment()
+    }
+
+    func connectionRejected() {
+        Metrics.Counter(label: "sse_gateway_connections_rejected_total", factory: factory).increment()
     }
 
     func configReload(succeeded: Bool) {

@@ -27,7 +27,7 @@ final class BackpressureIntegrationTests: XCTestCase {
             let channel = responder.channel
             channel.eventLoop.execute {
                 // Write while the socket takes it; resume on the next tick (a real server would use writability).
-                while channel.isWritable {
+                while channel.isActive && channel.isWritable {
                     let n = self.written.withLockedValue { value -> Int in
                         value += 1
                         return value
@@ -39,6 +39,7 @@ final class BackpressureIntegrationTests: XCTestCase {
                     let padding = String(repeating: "x", count: 1000)
                     responder.body("id: \(n)\ndata: \(n) \(padding)\n\n")
                 }
+                guard channel.isActive else { return }
                 channel.eventLoop.scheduleTask(in: .milliseconds(2)) { self.pump(responder) }
             }
         }

@@ -175,6 +175,17 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
             respondEmpty(status: .noContent, headers: allowed ?? corsHeaders, context: context)
             return
         }
+        if let refused = environment.admission.admitNewRequest(
+            clientIP: context.channel.remoteAddress?.ipAddress,
+            newStreamsPerSecond: runtime.configuration.limits.newStreamsPerSecondPerIP,
+            now: Date().timeIntervalSince1970
+        ) {
+            respond(
+                with: refused, context: context, extraHeaders: corsHeaders,
+                log: RejectedRequest(head: head, route: nil, runtime: runtime, reason: "rate_limited")
+            )
+            return
+        }
         let routed: RoutedRequest
         do {
             routed = try runtime.routeTable.route(uri: head.uri)
@@ -251,6 +262,23 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
         corsHeaders: HTTPHeaders,
         context: ChannelHandlerContext
     ) {
+        var subjectLimit: (policy: String, subject: String, limit: Int)?
+        if let policyName = routed.route.auth, let subject = authenticated?.identity.subject,
+            let limit = runtime.configuration.authPolicies[policyName]?.maxStreamsPerSubject
+        {
+            subjectLimit = (policyName, subject, limit)
+        }
+        let ticket: StreamAdmission.Ticket
+        switch environment.admission.admitStream(route: routed.route, subject: subjectLimit) {
+        case .success(let admitted):
+            ticket = admitted
+        case .failure(let refused):
+            respond(
+                with: refused, context: context, extraHeaders: corsHeaders,
+                log: RejectedRequest(head: head, route: routed.route.name, runtime: runtime, reason: "stream_limit")
+            )
+            return
+        }
         var routed = routed
         var clientHeaders = head.headers
         if let authenticated {
@@ -282,6 +310,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
         )
         exchange.identity = authenticated?.identity
         exchange.corsHeaders = corsHeaders
+        exchange.admissionTicket = ticket
         self.exchange = exchange
         dial(exchange, context: context)
     }
@@ -490,6 +519,13 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
             exchange.expiryTimer = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [weak self] in
                 guard let self, self.exchange === exchange else { return }
                 self.requestStreamClose(exchange, reason: .tokenExpired)
+            }
+        }
+        if isEventStream, let maxDuration = exchange.route.maxStreamDuration {
+            exchange.maxDurationTimer = context.eventLoop.assumeIsolated().scheduleTask(in: maxDuration.timeAmount) {
+                [weak self] in
+                guard let self, self.exchange === exchange else { return }
+                self.requestStreamClose(exchange, reason: .maxDuration)
             }
         }
         if draining, isEventStream {
@@ -739,6 +775,10 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
         let code = Int((status ?? exchange.responseStatus)?.code ?? 0)
         let events = exchange.relay?.relayedEvents ?? 0
         let route = exchange.route.name
+        if let ticket = exchange.admissionTicket {
+            exchange.admissionTicket = nil
+            environment.admission.release(ticket)
+        }
         environment.metrics.requestFinished(route: route, status: code)
         exchange.metrics.bytesRelayed.increment(by: exchange.bytesRelayed)
         if exchange.countedAsStream {

@@ -35,6 +35,9 @@ final class ProxyExchange {
     var lastClientWrite: NIODeadline
     var lastUpstreamRead: NIODeadline
 
+    /// Returned to `StreamAdmission` when the exchange ends.
+    var admissionTicket: StreamAdmission.Ticket?
+    var maxDurationTimer: Scheduled<Void>?
     /// Who the request's token belongs to (authenticated routes only).
     var identity: VerifiedIdentity?
     /// CORS headers added to the client's response (empty without CORS or for other origins).
@@ -74,6 +77,8 @@ final class ProxyExchange {
         responseHeaderTimer?.cancel()
         expiryTimer?.cancel()
         expiryTimer = nil
+        maxDurationTimer?.cancel()
+        maxDurationTimer = nil
         heartbeatTimer?.cancel()
         idleTimer?.cancel()
         responseHeaderTimer = nil
