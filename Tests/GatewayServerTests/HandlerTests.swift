@@ -1,0 +1,184 @@
+import GatewayCore
+import Logging
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
+import XCTest
+
+@testable import GatewayServer
+
+/// The channel handlers in `EmbeddedChannel`: no sockets, and time moves only when the test says so.
+final class HandlerTests: XCTestCase {
+    private func makeClientChannel(
+        _ configure: (inout GatewayConfiguration) -> Void = { _ in }
+    ) throws -> EmbeddedChannel {
+        var configuration = GatewayConfiguration(
+            routes: [
+                RouteConfiguration(
+                    name: "events",
+                    pathPrefix: "/events/",
+                    upstream: UpstreamURL(scheme: .http, host: "127.0.0.1", port: 9),
+                    auth: "users"
+                )
+            ],
+            authPolicies: ["users": AuthPolicyConfiguration(apiKeys: [APIKeyConfiguration(sha256: Array(repeating: 0, count: 32), subject: "x")])],
+            cors: CORSConfiguration(allowedOrigins: ["https://app.example"], allowCredentials: true)
+        )
+        configure(&configuration)
+        let loop = EmbeddedEventLoop()
+        let handler = ClientConnectionHandler(
+            runtimes: RuntimeHolder(try GatewayRuntime(configuration: configuration)),
+            connectors: UpstreamConnectors(group: loop),
+            environment: GatewayEnvironment(
+                logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
+                metrics: GatewayMetrics(),
+                admission: StreamAdmission()
+            ),
+            clientScheme: "http"
+        )
+        let channel = EmbeddedChannel(handler: handler, loop: loop)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        return channel
+    }
+
+    private func request(_ channel: EmbeddedChannel, _ uri: String, _ headers: [(String, String)] = []) throws {
+        try request(channel, .GET, uri, headers)
+    }
+
+    private func request(_ channel: EmbeddedChannel, _ method: HTTPMethod, _ uri: String, _ headers: [(String, String)]) throws {
+        try channel.writeInbound(HTTPServerRequestPart.head(HTTPRequestHead(version: .http1_1, method: method, uri: uri, headers: HTTPHeaders(headers))))
+        try channel.writeInbound(HTTPServerRequestPart.end(nil))
+    }
+
+    private func response(_ channel: EmbeddedChannel) throws -> (HTTPResponseHead, String) {
+        guard case .head(let head) = try channel.readOutbound(as: HTTPServerResponsePart.self) else {
+            XCTFail("no response head")
+            throw CancellationError()
+        }
+        var body = ""
+        while let part = try channel.readOutbound(as: HTTPServerResponsePart.self) {
+            if case .body(.byteBuffer(let buffer)) = part { body += String(buffer: buffer) }
+            if case .end = part { break }
+        }
+        return (head, body)
+    }
+
+    func testUnknownPathIs404WithJSONBody() throws {
+        let channel = try makeClientChannel()
+        try request(channel, "/nowhere")
+        let (head, body) = try response(channel)
+        XCTAssertEqual(head.status, .notFound)
+        XCTAssertEqual(head.headers["content-type"], ["application/json"])
+        XCTAssertEqual(body, #"{"error":"not_found","message":"no route matches this path"}"#)
+        XCTAssertTrue(channel.isActive, "a 404 keeps the keep-alive connection")
+    }
+
+    func testMissingTokenIs401BeforeAnyUpstreamDial() throws {
+        let channel = try makeClientChannel()
+        try request(channel, "/events/x", [("origin", "https://app.example")])
+        let (head, body) = try response(channel)
+        XCTAssertEqual(head.status, .unauthorized)
+        XCTAssertEqual(head.headers["www-authenticate"], [#"Bearer realm="sse-gateway""#])
+        XCTAssertEqual(head.headers["access-control-allow-origin"], ["https://app.example"])
+        XCTAssertTrue(body.contains("missing_token"))
+    }
+
+    func testPreflightIsAnsweredByTheGateway() throws {
+        let channel = try makeClientChannel()
+        try request(
+            channel, .OPTIONS, "/events/x",
+            [("origin", "https://app.example"), ("access-control-request-method", "GET")]
+        )
+        let (head, body) = try response(channel)
+        XCTAssertEqual(head.status, .noContent)
+        XCTAssertEqual(head.headers["access-control-allow-credentials"], ["true"])
+        XCTAssertTrue(head.headers["access-control-allow-headers"].first?.contains("Last-Event-ID") ?? false)
+        XCTAssertEqual(body, "")
+    }
+
+    func testIdleConnectionClosedAfterRequestHeaderTimeout() throws {
+        let channel = try makeClientChannel { $0.limits.requestHeaderTimeout = .seconds(10) }
+        channel.embeddedEventLoop.advanceTime(by: .seconds(9))
+        XCTAssertTrue(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(1))
+        XCTAssertFalse(channel.isActive, "no request head within request_header_timeout: closed")
+    }
+
+    func testKeepAliveTimerRestartsAfterEachResponse() throws {
+        let channel = try makeClientChannel { $0.limits.requestHeaderTimeout = .seconds(10) }
+        channel.embeddedEventLoop.advanceTime(by: .seconds(8))
+        try request(channel, "/nowhere")
+        _ = try response(channel)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(8))
+        XCTAssertTrue(channel.isActive, "the timer restarted when the response ended")
+        channel.embeddedEventLoop.advanceTime(by: .seconds(2))
+        XCTAssertFalse(channel.isActive)
+    }
+
+    func testDrainSignalReachesHandlersBeforeTheQuiesceEvent() throws {
+        final class Recorder: ChannelInboundHandler {
+            typealias InboundIn = NIOAny
+            var events: [String] = []
+            func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+                events.append(String(describing: type(of: event)))
+            }
+        }
+        let recorder = Recorder()
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandlers([DrainSignalHandler(), recorder])
+        channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        XCTAssertEqual(recorder.events, ["GatewayDrainEvent", "ChannelShouldQuiesceEvent"])
+    }
+
+    func testUpstreamReadsAreHeldWhileTheClientIsUnwritable() throws {
+        final class ReadCounter: ChannelOutboundHandler {
+            typealias OutboundIn = NIOAny
+            var reads = 0
+            func read(context: ChannelHandlerContext) {
+                reads += 1
+                context.read()
+            }
+        }
+        final class Client: UpstreamConnectionDelegate {
+            var writable = false
+            var mayReadUpstream: Bool { writable }
+            func upstreamReceived(_ part: HTTPClientResponsePart) {}
+            func upstreamReadComplete() {}
+            func upstreamWritabilityChanged(isWritable: Bool) {}
+            func upstreamClosed(error: (any Error)?) {}
+        }
+        let counter = ReadCounter()
+        let handler = UpstreamChannelHandler()
+        let client = Client()
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandlers([counter, handler])
+        handler.delegate = client
+        channel.read()
+        XCTAssertEqual(counter.reads, 0, "held: the client cannot take more")
+        client.writable = true
+        handler.resumeReading()
+        XCTAssertEqual(counter.reads, 1, "the held read is issued once the client drains")
+        handler.resumeReading()
+        XCTAssertEqual(counter.reads, 1, "and only once")
+        channel.read()
+        XCTAssertEqual(counter.reads, 2)
+    }
+
+    func testAdminEndpoints() throws {
+        let channel = EmbeddedChannel(
+            handler: AdminHandler(
+                endpoints: AdminListener.Endpoints(status: { .draining }, metrics: { "m 1\n" }, reload: nil)
+            )
+        )
+        func get(_ uri: String) throws -> (HTTPResponseStatus, String) {
+            try channel.writeInbound(HTTPServerRequestPart.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: uri)))
+            try channel.writeInbound(HTTPServerRequestPart.end(nil))
+            let (head, body) = try response(channel)
+            return (head.status, body)
+        }
+        XCTAssertEqual(try get("/healthz").0, .ok)
+        XCTAssertEqual(try get("/readyz").0, .serviceUnavailable)
+        XCTAssertEqual(try get("/metrics").1, "m 1\n")
+        XCTAssertEqual(try get("/other").0, .notFound)
+    }
+}
