@@ -280,6 +280,36 @@ final class RelayIntegrationTests: XCTestCase {
         await upstream.stop()
     }
 
+    func testHeadRequestAndUpstreamIdleTimeout() async throws {
+        let upstream = try await TestUpstream(group: group) { request, responder in
+            if request.head.method == .HEAD {
+                responder.head(.ok, [("content-type", "text/plain"), ("content-length", "42")])
+                responder.end()
+            } else {
+                responder.sseHead()
+                responder.body("data: then silence\n\n")
+            }
+        }
+        let gateway = try await GatewayHarness.start(
+            routes: [route(upstream: upstream) { $0.timeouts.idle = .milliseconds(300) }],
+            group: group
+        )
+        let client = try await gateway.connect(group: group)
+        try await client.send("HEAD /events/x HTTP/1.1\r\nHost: x\r\n\r\n")
+        let head = try await client.wait(for: "HEAD response") { $0.contains("\r\n\r\n") }
+        XCTAssertTrue(head.hasPrefix("HTTP/1.1 200"), head)
+        XCTAssertTrue(head.lowercased().contains("content-length: 42"), head)
+        try await Task.sleep(for: .milliseconds(100))
+        XCTAssertTrue(client.text.hasSuffix("\r\n\r\n"), "a HEAD response has no body: \(client.text)")
+
+        try await client.get("/events/idle")
+        let text = try await client.wait(for: "idle end") { $0.hasSuffix("0\r\n\r\n") }
+        XCTAssertEqual(RawClient.dechunk(String(text.dropFirst(head.count))), "data: then silence\n\n", text)
+        await client.close()
+        await gateway.stop()
+        await upstream.stop()
+    }
+
     /// A port on which nothing listens (bound then closed).
     static func closedPort(group: any EventLoopGroup) async throws -> Int {
         let channel = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
