@@ -116,7 +116,19 @@ public final class Gateway: Service, Sendable {
     }
 
     /// Replaces the configuration for new requests; open streams keep the one they started with.
+    ///
+    /// A new TLS certificate and key are read here and used by the next handshakes; turning TLS on or off needs a
+    /// restart (the listener's protocol is fixed when it binds).
     public func reload(configuration: GatewayConfiguration) throws {
+        if (configuration.tls == nil) != (runtimes.current.configuration.tls == nil) {
+            throw ConfigurationError(
+                file: "reload",
+                line: 0,
+                column: 0,
+                keyPath: "tls",
+                message: "turning TLS on or off needs a restart"
+            )
+        }
         runtimes.replace(with: try GatewayRuntime(configuration: configuration))
     }
 
@@ -125,20 +137,12 @@ public final class Gateway: Service, Sendable {
     }
 
     private func bindGateway(_ configuration: GatewayConfiguration) async throws -> any Channel {
-        let runtimes = self.runtimes
-        let connectors = self.connectors
-        let environment = self.environment
         let quiescing = self.quiescing
-        let limits = configuration.limits
-        let decoderLimits = {
-            var decoderLimits = NIOHTTPDecoderLimitConfiguration()
-            decoderLimits.maxHeaderListSize = limits.maxHeaderBytes
-            decoderLimits.maxHeaderFieldSize = limits.maxHeaderBytes
-            return decoderLimits
-        }()
-        let waterMark = ChannelOptions.Types.WriteBufferWaterMark(
-            low: max(1, limits.streamBufferBytes / 2),
-            high: max(2, limits.streamBufferBytes)
+        let pipeline = GatewayPipeline(
+            configuration: configuration,
+            runtimes: runtimes,
+            connectors: connectors,
+            environment: environment
         )
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 4096)
@@ -149,26 +153,9 @@ public final class Gateway: Service, Sendable {
                 }
             }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.writeBufferWaterMark, value: waterMark)
+            .childChannelOption(.writeBufferWaterMark, value: pipeline.connectionWaterMark)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let sync = channel.pipeline.syncOperations
-                    try sync.configureHTTPServerPipeline(
-                        withPipeliningAssistance: true,
-                        withErrorHandling: false,
-                        withEncoderConfiguration: .init(),
-                        withDecoderLimitConfiguration: decoderLimits
-                    )
-                    try sync.addHandler(DrainSignalHandler(), position: .first)
-                    try sync.addHandler(
-                        ClientConnectionHandler(
-                            runtimes: runtimes,
-                            connectors: connectors,
-                            environment: environment,
-                            clientScheme: "http"
-                        )
-                    )
-                }
+                pipeline.configureConnection(channel)
             }
         return try await bootstrap.bind(host: configuration.listen.host, port: configuration.listen.port).get()
     }

@@ -20,6 +20,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
     private let environment: GatewayEnvironment
     /// "http" or "https": what the client used to reach us (for X-Forwarded-Proto).
     private let clientScheme: String
+    /// An HTTP/2 stream channel: one exchange per channel, no connection-level headers, no keep-alive turn.
+    private let isHTTP2: Bool
 
     private var context: ChannelHandlerContext?
     private var exchange: ProxyExchange?
@@ -34,11 +36,18 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
     private var slowClientTimer: Scheduled<Void>?
     private var drainTimer: Scheduled<Void>?
 
-    init(runtimes: RuntimeHolder, connectors: UpstreamConnectors, environment: GatewayEnvironment, clientScheme: String) {
+    init(
+        runtimes: RuntimeHolder,
+        connectors: UpstreamConnectors,
+        environment: GatewayEnvironment,
+        clientScheme: String,
+        isHTTP2: Bool = false
+    ) {
         self.runtimes = runtimes
         self.connectors = connectors
         self.environment = environment
         self.clientScheme = clientScheme
+        self.isHTTP2 = isHTTP2
     }
 
     // MARK: Channel events
@@ -344,7 +353,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
         let isEventStream = ResponseHeaderRewriter.isEventStream(head.headers)
         exchange.relay = StreamRelayStateMachine(isEventStream: isEventStream)
         var headers = ResponseHeaderRewriter.clientHeaders(from: head.headers, isEventStream: isEventStream)
-        if !keepAlive || draining {
+        if !isHTTP2, !keepAlive || draining {
             headers.replaceOrAdd(name: "connection", value: "close")
         }
         let clientHead = HTTPResponseHead(version: exchange.clientHead.version, status: head.status, headers: headers)
@@ -404,6 +413,17 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
 
     /// After a response: close if the connection must not be reused, else wait for the next request head.
     private func finishConnectionTurn(context: ChannelHandlerContext, after written: EventLoopFuture<Void>? = nil) {
+        if isHTTP2 {
+            // The stream closes by itself once both sides have ended; an unread request body is cancelled.
+            if !requestEnded {
+                if let written {
+                    written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+                } else {
+                    context.close(promise: nil)
+                }
+            }
+            return
+        }
         if !keepAlive || draining || closeAfterResponse {
             if let written {
                 written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
@@ -430,7 +450,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
             // Unread request body: we will not read it, so this connection cannot be reused.
             keepAlive = false
         }
-        if !keepAlive || draining {
+        if !isHTTP2, !keepAlive || draining {
             headers.add(name: "connection", value: "close")
         }
         let version = HTTPVersion.http1_1
