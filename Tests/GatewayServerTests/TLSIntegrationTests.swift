@@ -181,6 +181,79 @@ final class TLSIntegrationTests: XCTestCase {
         await upstream.stop()
     }
 
+    func testMaxConcurrentStreamsIsEnforced() async throws {
+        let certificates = try TestCertificates.make()
+        defer { certificates.remove() }
+        let upstream = try await TestUpstream(group: group) { _, responder in
+            responder.sseHead()
+            responder.body("data: open\n\n")
+        }
+        let gateway = try await startTLSGateway(routes: [route(upstream: upstream)], certificates: certificates) {
+            $0.http2.maxConcurrentStreams = 2
+        }
+        let tls = try NIOSSLContext(configuration: certificates.clientTLS(protocols: ["h2"]))
+        let client = try await HTTP2TestClient.connect(port: gateway.port, group: group, tls: tls)
+        var open: [HTTP2TestClient.Stream] = []
+        for index in 0..<2 {
+            let stream = try await client.get("/events/s\(index)")
+            try await stream.wait(for: "event on stream \(index)") { $0 == "data: open\n\n" }
+            open.append(stream)
+        }
+        // The client learned the limit from the gateway's SETTINGS: a third stream waits for a free slot.
+        let third = Task { try await client.get("/events/s2") }
+        try await Task.sleep(for: .milliseconds(500))
+        XCTAssertEqual(upstream.requests.count, 2)
+        try? await open[0].channel.close()  // RST_STREAM(CANCEL): the close future reports it as an error
+        let deadline = ContinuousClock.now + .seconds(5)
+        while upstream.requests.count < 3, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        XCTAssertEqual(upstream.requests.count, 3, "the third stream starts once another one closed")
+        while upstream.connectionsClosed < 1, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        XCTAssertEqual(upstream.connectionsClosed, 1, "a reset stream closes its own upstream connection only")
+        if upstream.requests.count == 3 { _ = try await third.value }
+        await client.close()
+        await gateway.stop()
+        await upstream.stop()
+    }
+
+    func testDrainEndsEveryHTTP2StreamAndSendsGoAway() async throws {
+        let certificates = try TestCertificates.make()
+        defer { certificates.remove() }
+        let upstream = try await TestUpstream(group: group) { _, responder in
+            responder.sseHead()
+            responder.body("data: before\n\n")
+        }
+        let gateway = try await startTLSGateway(routes: [route(upstream: upstream)], certificates: certificates) {
+            $0.drain.retryJitter = .seconds(2)
+        }
+        let tls = try NIOSSLContext(configuration: certificates.clientTLS(protocols: ["h2"]))
+        let client = try await HTTP2TestClient.connect(port: gateway.port, group: group, tls: tls)
+        var streams: [HTTP2TestClient.Stream] = []
+        for index in 0..<3 {
+            let stream = try await client.get("/events/s\(index)")
+            try await stream.wait(for: "first event") { $0 == "data: before\n\n" }
+            streams.append(stream)
+        }
+        let started = ContinuousClock.now
+        await gateway.stop()
+        XCTAssertLessThan(ContinuousClock.now - started, .seconds(5), "drain must not wait for the grace period")
+        for stream in streams {
+            try await stream.waitForEnd()
+            XCTAssertTrue(stream.ended, "ended cleanly with END_STREAM, not reset")
+            XCTAssertTrue(stream.body.hasPrefix("data: before\n\nretry: "), stream.body)
+        }
+        XCTAssertGreaterThan(client.goAwaysReceived, 0)
+        let deadline = ContinuousClock.now + .seconds(5)
+        while client.channel.isActive, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        XCTAssertFalse(client.channel.isActive, "the gateway closed the connection once its streams ended")
+        await upstream.stop()
+    }
+
     // MARK: Certificate reload
 
     func testReloadedCertificateIsUsedByNewHandshakes() async throws {

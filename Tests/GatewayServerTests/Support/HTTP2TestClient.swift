@@ -10,6 +10,10 @@ import XCTest
 final class HTTP2TestClient: Sendable {
     let channel: any Channel
     private let multiplexer: NIOHTTP2Handler.StreamMultiplexer
+    private let goAways: NIOLockedValueBox<Int>
+
+    /// GOAWAY frames received from the server (a draining gateway sends them).
+    var goAwaysReceived: Int { goAways.withLockedValue { $0 } }
 
     /// What one stream received, readable from any thread.
     final class Stream: Sendable {
@@ -76,21 +80,25 @@ final class HTTP2TestClient: Sendable {
             }
             .connect(host: "127.0.0.1", port: port)
             .get()
+        let goAways = NIOLockedValueBox(0)
         let multiplexer = try await channel.eventLoop.submit {
-            try channel.pipeline.syncOperations.configureHTTP2Pipeline(
+            let multiplexer = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
                 mode: .client,
                 connectionConfiguration: .init(),
                 streamConfiguration: .init()
             ) { channel in
                 channel.eventLoop.makeSucceededVoidFuture()
             }
+            try channel.pipeline.syncOperations.addHandler(GoAwayCounter(count: goAways))
+            return multiplexer
         }.get()
-        return HTTP2TestClient(channel: channel, multiplexer: multiplexer)
+        return HTTP2TestClient(channel: channel, multiplexer: multiplexer, goAways: goAways)
     }
 
-    private init(channel: any Channel, multiplexer: NIOHTTP2Handler.StreamMultiplexer) {
+    private init(channel: any Channel, multiplexer: NIOHTTP2Handler.StreamMultiplexer, goAways: NIOLockedValueBox<Int>) {
         self.channel = channel
         self.multiplexer = multiplexer
+        self.goAways = goAways
     }
 
     /// Opens a stream and sends `GET path` on it; `autoRead: false` makes a client that does not consume the stream
@@ -142,5 +150,22 @@ private final class StreamCollector: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
+    }
+}
+
+/// Counts GOAWAY frames on the connection (the inline multiplexer passes connection-level frames on).
+private final class GoAwayCounter: ChannelInboundHandler {
+    typealias InboundIn = HTTP2Frame
+    let count: NIOLockedValueBox<Int>
+
+    init(count: NIOLockedValueBox<Int>) {
+        self.count = count
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .goAway = unwrapInboundIn(data).payload {
+            count.withLockedValue { $0 += 1 }
+        }
+        context.fireChannelRead(data)
     }
 }
