@@ -175,7 +175,19 @@ public final class Gateway: Service, Sendable {
     }
 
     /// Replaces the configuration for new requests; open streams keep the one they started with.
+    ///
+    /// A new TLS certificate and key are read here and used by the next handshakes; turning TLS on or off needs a
+    /// restart (the listener's protocol is fixed when it binds).
     public func reload(configuration: GatewayConfiguration) async throws {
+        if (configuration.tls == nil) != (runtimes.current.configuration.tls == nil) {
+            throw ConfigurationError(
+                file: "reload",
+                line: 0,
+                column: 0,
+                keyPath: "tls",
+                message: "turning TLS on or off needs a restart"
+            )
+        }
         let runtime = try GatewayRuntime(configuration: configuration, logger: environment.logger)
         await Self.fetchJWKS(runtime)
         runtimes.replace(with: runtime)
@@ -214,20 +226,14 @@ public final class Gateway: Service, Sendable {
     }
 
     private func bindGateway(_ configuration: GatewayConfiguration) async throws -> any Channel {
-        let runtimes = self.runtimes
-        let connectors = self.connectors
-        let environment = self.environment
         let quiescing = self.quiescing
-        let limits = configuration.limits
-        let decoderLimits = {
-            var decoderLimits = NIOHTTPDecoderLimitConfiguration()
-            decoderLimits.maxHeaderListSize = limits.maxHeaderBytes
-            decoderLimits.maxHeaderFieldSize = limits.maxHeaderBytes
-            return decoderLimits
-        }()
-        let waterMark = ChannelOptions.Types.WriteBufferWaterMark(
-            low: max(1, limits.streamBufferBytes / 2),
-            high: max(2, limits.streamBufferBytes)
+        let runtimes = self.runtimes
+        let environment = self.environment
+        let pipeline = GatewayPipeline(
+            configuration: configuration,
+            runtimes: runtimes,
+            connectors: connectors,
+            environment: environment
         )
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 4096)
@@ -238,7 +244,7 @@ public final class Gateway: Service, Sendable {
                 }
             }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.writeBufferWaterMark, value: waterMark)
+            .childChannelOption(.writeBufferWaterMark, value: pipeline.connectionWaterMark)
             .childChannelInitializer { channel in
                 let limit = runtimes.current.configuration.limits.maxConnections
                 guard environment.admission.connectionOpened(limit: limit) else {
@@ -247,24 +253,7 @@ public final class Gateway: Service, Sendable {
                     return channel.eventLoop.makeFailedFuture(ConnectionLimitReached())
                 }
                 channel.closeFuture.whenComplete { _ in environment.admission.connectionClosed() }
-                return channel.eventLoop.makeCompletedFuture {
-                    let sync = channel.pipeline.syncOperations
-                    try sync.configureHTTPServerPipeline(
-                        withPipeliningAssistance: true,
-                        withErrorHandling: false,
-                        withEncoderConfiguration: .init(),
-                        withDecoderLimitConfiguration: decoderLimits
-                    )
-                    try sync.addHandler(DrainSignalHandler(), position: .first)
-                    try sync.addHandler(
-                        ClientConnectionHandler(
-                            runtimes: runtimes,
-                            connectors: connectors,
-                            environment: environment,
-                            clientScheme: "http"
-                        )
-                    )
-                }
+                return pipeline.configureConnection(channel)
             }
         return try await bootstrap.bind(host: configuration.listen.host, port: configuration.listen.port).get()
     }

@@ -21,10 +21,13 @@ final class GatewayRuntime: Sendable {
     let cors: CORSPolicy?
     /// Every token source of every policy: what access logs redact, whatever the route.
     let redactedSources: [TokenSource]
+    /// The public listener's TLS context, read from `tls` files; each new handshake takes the current runtime's.
+    let listenerTLS: NIOSSLContext?
 
     init(configuration: GatewayConfiguration, logger: Logger = Logger(label: "sse-gateway")) throws {
         self.configuration = configuration
         self.routeTable = RouteTable(routes: configuration.routes)
+        self.listenerTLS = try configuration.tls.map { try NIOSSLContext.listener($0) }
         var endpoints: [UpstreamEndpoint] = []
         for (index, route) in configuration.routes.enumerated() {
             endpoints.append(try UpstreamEndpoint(route: route, tlsIdentity: index))

@@ -21,6 +21,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
     private let environment: GatewayEnvironment
     /// "http" or "https": what the client used to reach us (for X-Forwarded-Proto).
     private let clientScheme: String
+    /// An HTTP/2 stream channel: one exchange per channel, no connection-level headers, no keep-alive turn.
+    private let isHTTP2: Bool
 
     private var context: ChannelHandlerContext?
     private var exchange: ProxyExchange?
@@ -38,11 +40,18 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
     /// Request parts that arrived while a JWKS refresh decided the request's fate; `nil` when not waiting.
     private var pendingAuthParts: [HTTPClientRequestPart]?
 
-    init(runtimes: RuntimeHolder, connectors: UpstreamConnectors, environment: GatewayEnvironment, clientScheme: String) {
+    init(
+        runtimes: RuntimeHolder,
+        connectors: UpstreamConnectors,
+        environment: GatewayEnvironment,
+        clientScheme: String,
+        isHTTP2: Bool = false
+    ) {
         self.runtimes = runtimes
         self.connectors = connectors
         self.environment = environment
         self.clientScheme = clientScheme
+        self.isHTTP2 = isHTTP2
     }
 
     // MARK: Channel events
@@ -497,7 +506,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
             exchange.metrics.streamsStarted.increment()
         }
         var headers = ResponseHeaderRewriter.clientHeaders(from: head.headers, isEventStream: isEventStream)
-        if !keepAlive || draining {
+        if !isHTTP2, !keepAlive || draining {
             headers.replaceOrAdd(name: "connection", value: "close")
         }
         for (name, value) in exchange.corsHeaders where !headers.contains(name: name) {
@@ -576,6 +585,17 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
 
     /// After a response: close if the connection must not be reused, else wait for the next request head.
     private func finishConnectionTurn(context: ChannelHandlerContext, after written: EventLoopFuture<Void>? = nil) {
+        if isHTTP2 {
+            // The stream closes by itself once both sides have ended; an unread request body is cancelled.
+            if !requestEnded {
+                if let written {
+                    written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+                } else {
+                    context.close(promise: nil)
+                }
+            }
+            return
+        }
         if !keepAlive || draining || closeAfterResponse {
             if let written {
                 written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
@@ -607,7 +627,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
             // An unread request body: rather than wait for it, close after answering.
             keepAlive = false
         }
-        if !keepAlive || draining {
+        if !isHTTP2, !keepAlive || draining {
             headers.add(name: "connection", value: "close")
         }
         let version = HTTPVersion.http1_1

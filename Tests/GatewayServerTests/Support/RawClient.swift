@@ -1,6 +1,7 @@
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 import XCTest
 
 /// A byte-level HTTP client: sends exactly what the test writes and records exactly what arrives.
@@ -16,15 +17,26 @@ final class RawClient: Sendable {
         var closed = false
     }
 
-    static func connect(port: Int, group: any EventLoopGroup, autoRead: Bool = true, receiveBuffer: Int? = nil)
-        async throws -> RawClient
-    {
+    /// With `tls`, the bytes are sent and recorded inside a TLS session (`serverName` for SNI, `nil` for IPs).
+    static func connect(
+        port: Int,
+        group: any EventLoopGroup,
+        autoRead: Bool = true,
+        receiveBuffer: Int? = nil,
+        tls: NIOSSLContext? = nil,
+        serverName: String? = nil
+    ) async throws -> RawClient {
         let state = NIOLockedValueBox(State())
         var bootstrap = ClientBootstrap(group: group)
             .channelOption(.autoRead, value: autoRead)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     channel.closeFuture.whenComplete { _ in state.withLockedValue { $0.closed = true } }
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOSSLClientHandler(context: tls, serverHostname: serverName)
+                        )
+                    }
                     try channel.pipeline.syncOperations.addHandler(Collector(state: state))
                 }
             }

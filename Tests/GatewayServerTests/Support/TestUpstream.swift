@@ -2,6 +2,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// A request as the test upstream saw it.
 struct RecordedRequest: Sendable {
@@ -61,17 +62,23 @@ final class TestUpstream: Sendable {
         var requests: [RecordedRequest] = []
         var connectionsAccepted = 0
         var connectionsClosed = 0
+        /// TLS handshakes that failed (e.g. no client certificate when one is required).
+        var handshakeFailures = 0
     }
 
     var port: Int { channel.localAddress!.port! }
-    var url: String { "http://127.0.0.1:\(port)" }
+    let isTLS: Bool
+    var url: String { "\(isTLS ? "https" : "http")://127.0.0.1:\(port)" }
     var requests: [RecordedRequest] { state.withLockedValue { $0.requests } }
     var connectionsAccepted: Int { state.withLockedValue { $0.connectionsAccepted } }
     var connectionsClosed: Int { state.withLockedValue { $0.connectionsClosed } }
+    var handshakeFailures: Int { state.withLockedValue { $0.handshakeFailures } }
 
-    init(group: any EventLoopGroup, handler: @escaping Handler) async throws {
+    /// With `tls`, an https upstream (build the context from `TestCertificates`).
+    init(group: any EventLoopGroup, tls: NIOSSLContext? = nil, handler: @escaping Handler) async throws {
         let state = NIOLockedValueBox(State())
         self.state = state
+        self.isTLS = tls != nil
         self.channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 4096)
@@ -79,6 +86,10 @@ final class TestUpstream: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     state.withLockedValue { $0.connectionsAccepted += 1 }
                     channel.closeFuture.whenComplete { _ in state.withLockedValue { $0.connectionsClosed += 1 } }
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+                        try channel.pipeline.syncOperations.addHandler(HandshakeFailureCounter(state: state))
+                    }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: false)
                     try channel.pipeline.syncOperations.addHandler(
                         TestUpstreamHandler(handler: handler, record: { request in
@@ -125,5 +136,22 @@ private final class TestUpstreamHandler: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
+    }
+}
+
+/// Counts TLS handshake failures seen by an https test upstream.
+private final class HandshakeFailureCounter: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+    let state: NIOLockedValueBox<TestUpstream.State>
+
+    init(state: NIOLockedValueBox<TestUpstream.State>) {
+        self.state = state
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if error is NIOSSLError || error is BoringSSLError {
+            state.withLockedValue { $0.handshakeFailures += 1 }
+        }
+        context.fireErrorCaught(error)
     }
 }
