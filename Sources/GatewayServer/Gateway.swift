@@ -82,20 +82,7 @@ public final class Gateway: Service, Sendable {
         var adminChannel: (any Channel)?
         if let adminAddress = configuration.admin.listen {
             do {
-                adminChannel = try await AdminListener.bind(
-                    address: adminAddress,
-                    group: group,
-                    endpoints: AdminListener.Endpoints(
-                        status: { [weak self] in self?.readiness ?? .draining },
-                        metrics: { [weak self] in self?.metricsExposition() ?? "" },
-                        reload: { [weak self] in
-                            guard let handler = self?.reloadRequestHandler.withLockedValue({ $0 }) else {
-                                return "reload is not configured (no configuration file)"
-                            }
-                            return await handler()
-                        }
-                    )
-                )
+                adminChannel = try await bindAdmin(adminAddress)
             } catch {
                 try? await gatewayChannel.close()
                 throw error
@@ -190,14 +177,76 @@ public final class Gateway: Service, Sendable {
         }
         let runtime = try GatewayRuntime(configuration: configuration, logger: environment.logger)
         await Self.fetchJWKS(runtime)
+        // A changed address: the new listener is bound first (a failure leaves everything as it was), the old one
+        // stops accepting after the swap; connections it accepted run on untouched.
+        let current = runtimes.current.configuration
+        let (isServing, isDraining) = state.withLockedValue { ($0.gatewayChannel != nil, $0.draining) }
+        guard !isDraining else {
+            throw ConfigurationError(file: "reload", line: 0, column: 0, keyPath: "", message: "the gateway is draining")
+        }
+        var newGateway: (any Channel)?
+        var newAdmin: (any Channel)??
+        if isServing, configuration.listen != current.listen {
+            newGateway = try await bindGateway(configuration)
+        }
+        if isServing, configuration.admin.listen != current.admin.listen {
+            do {
+                if let address = configuration.admin.listen {
+                    newAdmin = .some(try await bindAdmin(address))
+                } else {
+                    newAdmin = .some(nil)
+                }
+            } catch {
+                try? await newGateway?.close()
+                throw error
+            }
+        }
         runtimes.replace(with: runtime)
         let tasks = Self.startJWKSRefresh(runtime)
-        let old = state.withLockedValue { state in
+        let (oldTasks, oldChannels) = state.withLockedValue { state -> ([Task<Void, Never>], [any Channel]) in
+            var retired: [any Channel] = []
+            if let newGateway {
+                if let old = state.gatewayChannel { retired.append(old) }
+                state.gatewayChannel = newGateway
+            }
+            if let newAdmin {
+                if let old = state.adminChannel { retired.append(old) }
+                state.adminChannel = newAdmin
+            }
             let old = state.jwksTasks
             state.jwksTasks = tasks
-            return old
+            return (old, retired)
         }
-        for task in old { task.cancel() }
+        for task in oldTasks { task.cancel() }
+        for channel in oldChannels { try? await channel.close() }
+        if let newGateway {
+            environment.logger.notice("listener moved", metadata: ["listen": "\(Self.display(newGateway.localAddress!))"])
+        }
+    }
+
+    /// The addresses the listeners are bound to now.
+    public var boundAddresses: BoundAddresses? {
+        state.withLockedValue { state in
+            guard let gateway = state.gatewayChannel?.localAddress else { return nil }
+            return BoundAddresses(gateway: gateway, admin: state.adminChannel?.localAddress)
+        }
+    }
+
+    private func bindAdmin(_ address: ListenAddress) async throws -> any Channel {
+        try await AdminListener.bind(
+            address: address,
+            group: group,
+            endpoints: AdminListener.Endpoints(
+                status: { [weak self] in self?.readiness ?? .draining },
+                metrics: { [weak self] in self?.metricsExposition() ?? "" },
+                reload: { [weak self] in
+                    guard let handler = self?.reloadRequestHandler.withLockedValue({ $0 }) else {
+                        return "reload is not configured (no configuration file)"
+                    }
+                    return await handler()
+                }
+            )
+        )
     }
 
     /// Fetches every JWKS of the runtime once, concurrently (each bounded by the fetcher's timeout).

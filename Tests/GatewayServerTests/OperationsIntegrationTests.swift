@@ -114,6 +114,37 @@ final class OperationsIntegrationTests: XCTestCase {
         await upstream.stop()
     }
 
+    func testReloadMovesTheListenerAndKeepsStreamsOnTheOldOne() async throws {
+        let responders = NIOLockedValueBox<[UpstreamResponder]>([])
+        let upstream = try await TestUpstream(group: group) { _, responder in
+            responder.sseHead()
+            responder.body("data: hello\n\n")
+            responders.withLockedValue { $0.append(responder) }
+        }
+        let gateway = try await GatewayHarness.start(routes: [route(upstream: upstream)], group: group)
+        let stream = try await gateway.connect(group: group)
+        try await stream.get("/events/one")
+        try await stream.wait(for: "event") { $0.contains("data: hello") }
+
+        let newPort = try await RelayIntegrationTests.closedPort(group: group)
+        var next = gateway.gateway.configuration
+        next.listen = ListenAddress(host: "127.0.0.1", port: newPort)
+        try await gateway.gateway.reload(configuration: next)
+        XCTAssertEqual(gateway.gateway.boundAddresses?.gateway.port, newPort)
+
+        let moved = try await RawClient.connect(port: newPort, group: group)
+        try await moved.get("/events/two")
+        try await moved.wait(for: "served on the new address") { $0.contains("data: hello") }
+        let refused = try? await RawClient.connect(port: gateway.port, group: group)
+        XCTAssertNil(refused, "the old address no longer accepts")
+        for responder in responders.withLockedValue({ $0 }) { responder.body("data: after\n\n") }
+        try await stream.wait(for: "the stream accepted by the old listener runs on") { $0.contains("data: after") }
+        await stream.close()
+        await moved.close()
+        await gateway.stop()
+        await upstream.stop()
+    }
+
     func testReadinessTurnsUnavailableWhileDraining() async throws {
         let upstream = try await TestUpstream(group: group) { _, responder in
             responder.sseHead()
