@@ -180,16 +180,23 @@ public final class Gateway: Service, Sendable {
         // A changed address: the new listener is bound first (a failure leaves everything as it was), the old one
         // stops accepting after the swap; connections it accepted run on untouched.
         let current = runtimes.current.configuration
-        let (isServing, isDraining) = state.withLockedValue { ($0.gatewayChannel != nil, $0.draining) }
+        let (isServing, isDraining, bound) = state.withLockedValue {
+            ($0.gatewayChannel != nil, $0.draining, (gateway: $0.gatewayChannel?.localAddress?.port, admin: $0.adminChannel?.localAddress?.port))
+        }
+        /// Same host, and the same port or the port a `:0` listener was given.
+        func moved(_ new: ListenAddress?, from old: ListenAddress?, boundPort: Int?) -> Bool {
+            guard let new, let old else { return (new == nil) != (old == nil) }
+            return new.host != old.host || (new.port != old.port && new.port != boundPort)
+        }
         guard !isDraining else {
             throw ConfigurationError(file: "reload", line: 0, column: 0, keyPath: "", message: "the gateway is draining")
         }
         var newGateway: (any Channel)?
         var newAdmin: (any Channel)??
-        if isServing, configuration.listen != current.listen {
+        if isServing, moved(configuration.listen, from: current.listen, boundPort: bound.gateway) {
             newGateway = try await bindGateway(configuration)
         }
-        if isServing, configuration.admin.listen != current.admin.listen {
+        if isServing, moved(configuration.admin.listen, from: current.admin.listen, boundPort: bound.admin) {
             do {
                 if let address = configuration.admin.listen {
                     newAdmin = .some(try await bindAdmin(address))

@@ -1,4 +1,6 @@
 import AsyncHTTPClient
+import Foundation
+import Logging
 import GatewayCore
 import GatewayServer
 import NIOConcurrencyHelpers
@@ -141,6 +143,44 @@ final class OperationsIntegrationTests: XCTestCase {
         try await stream.wait(for: "the stream accepted by the old listener runs on") { $0.contains("data: after") }
         await stream.close()
         await moved.close()
+        await gateway.stop()
+        await upstream.stop()
+    }
+
+    func testReloadFromFileRejectsAnInvalidConfigAndKeepsTheRunningOne() async throws {
+        let upstream = try await TestUpstream(group: group) { _, responder in
+            responder.head(.ok, [("content-length", "2")])
+            responder.body("ok")
+            responder.end()
+        }
+        let gateway = try await GatewayHarness.start(routes: [route(upstream: upstream)], group: group)
+        let path = NSTemporaryDirectory() + "reload-\(UUID().uuidString).yml"
+        let reloader = ConfigurationReloader(
+            path: path,
+            gateway: gateway.gateway,
+            logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        )
+        try "listen: \"127.0.0.1:\(gateway.port)\"\nroutes:\n  - name: v2\n    path_prefx: /v2/\n".write(
+            toFile: path, atomically: true, encoding: .utf8
+        )
+        let errors = await reloader.reload()
+        let typo = errors?.errors.first { $0.keyPath == "routes[0].path_prefx" }
+        XCTAssertEqual(typo?.line, 4)
+        XCTAssertEqual(typo?.column, 5)
+        XCTAssertEqual(gateway.gateway.configuration.routes.map(\.name), ["events"], "the running config stays")
+
+        try "listen: \"127.0.0.1:\(gateway.port)\"\nadmin: {listen: \"127.0.0.1:\(gateway.adminPort!)\"}\nroutes:\n  - name: v2\n    path_prefix: /v2/\n    upstream: \"\(upstream.url)\"\n"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let none = await reloader.reload()
+        XCTAssertNil(none)
+        XCTAssertEqual(gateway.gateway.configuration.routes.map(\.name), ["v2"])
+        let samples = Self.samples(gateway.gateway.metricsExposition())
+        XCTAssertEqual(samples[#"sse_gateway_config_reloads_total{result="failure"}"#], 1)
+        XCTAssertEqual(samples[#"sse_gateway_config_reloads_total{result="success"}"#], 1)
+        let client = try await gateway.connect(group: group)
+        try await client.get("/v2/x", accept: "*/*")
+        try await client.wait(for: "served by the reloaded route") { $0.hasSuffix("ok") }
+        await client.close()
         await gateway.stop()
         await upstream.stop()
     }
