@@ -91,10 +91,19 @@ struct Demo: AsyncParsableCommand {
 
     @OptionGroup var options: CommonOptions
 
+    @Flag(help: "Serve over HTTPS with HTTP/2 on a throwaway self-signed certificate (the browser will warn).")
+    var tls = false
+
     func run() async throws {
         let logger = options.bootstrapLogging()
         let loaded = try options.loadConfiguration()
-        let demo = try await DemoRunner.start(configuration: loaded.configuration, logger: logger)
+        var configuration = loaded.configuration
+        let certificate = try tls ? DemoCertificate.make(host: configuration.listen.host) : nil
+        defer { certificate?.remove() }
+        if let certificate {
+            configuration.tls = certificate.listenerConfiguration
+        }
+        let demo = try await DemoRunner.start(configuration: configuration, logger: logger)
         FileHandle.standardOutput.write(Data((demo.instructions + "\n").utf8))
         let group = ServiceGroup(
             services: [demo.gateway],

@@ -1,23 +1,316 @@
+import Foundation
 import GatewayCore
 import GatewayServer
+import JWTKit
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOHTTP1
 import NIOPosix
 import XCTest
+
+/// Claims of the tokens these tests mint with jwt-kit (HS256, the `browser` policy's audience).
+private struct BrowserClaims: JWTPayload {
+    var sub = "browser-user"
+    var exp: Double
+    var aud = "events"
+
+    func verify(using algorithm: some JWTKit.JWTAlgorithm) async throws {}
+}
 
 /// A real Chromium (headless) opens a page from another origin whose `EventSource`s go through the gateway.
 ///
 /// The page reports what it saw to its own server (`PageServer`); no WebDriver. Skipped when `chromium` is not
 /// installed. Every wait is bounded: a hung browser fails the test, and the browser is always killed.
 ///
-/// Cases needing auth (built in parallel) are hooks below:
-/// - TODO(auth) case 1: a token in `?access_token=` is accepted, the upstream sees `Authorization: Bearer`, and the
-///   token appears in no upstream URL and no log line (`CapturedLog`).
-/// - TODO(auth) case 2: a cookie token with `new EventSource(url, {withCredentials: true})`, with the gateway's CORS
-///   (`Access-Control-Allow-Credentials`, exact origin) replacing the test upstream's `Access-Control-Allow-Origin: *`.
-/// - TODO(auth) case 5: an expired/invalid token makes `EventSource` fail (401, readyState CLOSED, no retry loop).
+/// Token cases mint real HS256 tokens; pages that need the gateway's port or a token read them from their own URL
+/// (`?gateway=PORT&token=...`), because the gateway's CORS configuration needs the page's origin first.
 final class BrowserTests: XCTestCase {
     let group = MultiThreadedEventLoopGroup.singleton
+    static let secret = "browser-test-secret-0123456789abcdef0123456789"
+
+    private static func mint(lifetime: TimeInterval = 600) async throws -> String {
+        let keys = JWTKeyCollection()
+        await keys.add(hmac: HMACKey(from: Self.secret), digestAlgorithm: .sha256)
+        return try await keys.sign(BrowserClaims(exp: Date().timeIntervalSince1970 + lifetime))
+    }
+
+    /// The `/events/` route behind the `browser` policy (query, then cookie), plus optional CORS.
+    private func startGateway(
+        _ upstream: TestUpstream,
+        cors: CORSConfiguration? = nil,
+        log: CapturedLog? = nil
+    ) async throws -> GatewayHarness {
+        let policy = AuthPolicyConfiguration(
+            tokenSources: [.query("access_token"), .cookie("sse_token")],
+            jwt: JWTConfiguration(
+                algorithms: [.hs256],
+                secret: Self.secret,
+                audience: "events",
+                requiredClaims: ["sub"]
+            )
+        )
+        let configure: (inout GatewayConfiguration) -> Void = {
+            $0.authPolicies = ["browser": policy]
+            $0.cors = cors
+        }
+        let routes = [route(upstream: upstream) { $0.auth = "browser" }]
+        if let log {
+            return try await GatewayHarness.start(
+                routes: routes,
+                configure: configure,
+                group: group,
+                logger: log.logger
+            )
+        }
+        return try await GatewayHarness.start(routes: routes, configure: configure, group: group)
+    }
+
+    /// An upstream that streams `id: N / data: eN` every 200 ms, starting after `?last_event_id=` (or
+    /// `Last-Event-ID`), up to id 100; `extraHeaders` go into its response head.
+    private func countingUpstream(_ extraHeaders: [(String, String)] = []) async throws -> TestUpstream {
+        try await TestUpstream(group: group) { request, responder in
+            let query = URLComponents(string: request.head.uri)?.queryItems ?? []
+            let resume =
+                query.first { $0.name == "last_event_id" }?.value ?? request.head.headers["last-event-id"].first
+            let next = NIOLockedValueBox(Int(resume ?? "") ?? 0)
+            responder.sseHead(extraHeaders)
+            let channel = responder.channel
+            let every = TimeAmount.milliseconds(200)
+            let task = channel.eventLoop.scheduleRepeatedTask(initialDelay: .nanoseconds(0), delay: every) { task in
+                let id = next.withLockedValue { value in
+                    value += 1
+                    return value
+                }
+                guard id <= 100 else { return task.cancel() }
+                responder.body("id: \(id)\ndata: e\(id)\n\n")
+            }
+            channel.closeFuture.whenComplete { _ in task.cancel() }
+        }
+    }
+
+    /// Case 1: `?access_token=` from a page on another origin; the upstream sees `Authorization: Bearer` and the
+    /// token appears in no upstream URL and no log line.
+    func testQueryTokenFromAnotherOrigin() async throws {
+        try XCTSkipIf(Chromium.executable == nil, "chromium is not installed (apt-get install -y chromium)")
+        let upstream = try await countingUpstream([("access-control-allow-origin", "*")])
+        let log = CapturedLog()
+        let gateway = try await startGateway(upstream, log: log)
+        let token = try await Self.mint()
+        let page = try await PageServer(group: group, html: """
+            <!doctype html><meta charset="utf-8"><title>query token</title>
+            <script>
+            const params = new URLSearchParams(location.search);
+            const seen = [];
+            let done = false;
+            const report = (why) => {
+              if (done) return;
+              done = true;
+              fetch("/report", {method: "POST", body: JSON.stringify({why, seen})});
+            };
+            const source = new EventSource("http://127.0.0.1:" + params.get("gateway") + "/events/feed?access_token="
+              + encodeURIComponent(params.get("token")));
+            source.onmessage = (event) => {
+              seen.push(event.lastEventId + ":" + event.data);
+              if (seen.length === 3) { source.close(); report("three events"); }
+            };
+            source.onerror = () => { if (source.readyState === EventSource.CLOSED) report("closed"); };
+            setTimeout(() => report("timeout"), 15000);
+            </script>
+            """)
+        let browser = try Chromium(url: page.url + "?gateway=\(gateway.port)&token=\(token)")
+        defer { Task { await browser.stop() } }
+        let report = try await page.waitForReport(timeout: .seconds(40), browser: browser)
+
+        XCTAssertEqual(report["why"] as? String, "three events", "\(report)")
+        XCTAssertEqual(report["seen"] as? [String], ["1:e1", "2:e2", "3:e3"])
+        let seen = try XCTUnwrap(upstream.requests.first)
+        XCTAssertEqual(seen.head.uri, "/events/feed", "the token is stripped from the forwarded URL")
+        XCTAssertEqual(seen.head.headers["authorization"], ["Bearer \(token)"])
+        XCTAssertEqual(seen.head.headers["accept"].first, "text/event-stream", "a real EventSource request")
+        await browser.stop()
+        await page.stop()
+        await gateway.stop()
+        let signature = String(token.split(separator: ".")[2])
+        XCTAssertTrue(log.text.contains("access_token=REDACTED"), log.text)
+        XCTAssertFalse(log.text.contains(signature), "no token in any log line")
+        await upstream.stop()
+    }
+
+    /// Case 2: a cookie token sent cross-origin by `EventSource(url, {withCredentials: true})`. Page and gateway share
+    /// the host 127.0.0.1 (cookies ignore ports) on different ports (different origins), so only the gateway's CORS
+    /// answer (exact origin, `Access-Control-Allow-Credentials: true`) lets the page read the stream.
+    func testCookieTokenWithCredentialsAcrossOrigins() async throws {
+        try XCTSkipIf(Chromium.executable == nil, "chromium is not installed (apt-get install -y chromium)")
+        let upstream = try await countingUpstream()  // no CORS headers of its own
+        let token = try await Self.mint()
+        let page = try await PageServer(group: group, html: """
+            <!doctype html><meta charset="utf-8"><title>cookie token</title>
+            <script>
+            const params = new URLSearchParams(location.search);
+            document.cookie = "sse_token=" + params.get("token") + "; path=/";
+            const seen = [];
+            let done = false;
+            const report = (why) => {
+              if (done) return;
+              done = true;
+              fetch("/report", {method: "POST", body: JSON.stringify({why, seen})});
+            };
+            const source = new EventSource("http://127.0.0.1:" + params.get("gateway") + "/events/feed",
+              {withCredentials: true});
+            source.onmessage = (event) => {
+              seen.push(event.lastEventId + ":" + event.data);
+              if (seen.length === 3) { source.close(); report("three events"); }
+            };
+            source.onerror = () => { if (source.readyState === EventSource.CLOSED) report("closed"); };
+            setTimeout(() => report("timeout"), 15000);
+            </script>
+            """)
+        let origin = "http://127.0.0.1:\(page.port)"
+        let gateway = try await startGateway(
+            upstream,
+            cors: CORSConfiguration(allowedOrigins: [origin], allowCredentials: true)
+        )
+        let browser = try Chromium(url: page.url + "?gateway=\(gateway.port)&token=\(token)")
+        defer { Task { await browser.stop() } }
+        let report = try await page.waitForReport(timeout: .seconds(40), browser: browser)
+
+        XCTAssertEqual(report["why"] as? String, "three events", "\(report)")
+        XCTAssertEqual(report["seen"] as? [String], ["1:e1", "2:e2", "3:e3"])
+        let seen = try XCTUnwrap(upstream.requests.first)
+        XCTAssertEqual(seen.head.headers["authorization"], ["Bearer \(token)"], "the browser sent the cookie")
+        XCTAssertFalse(seen.head.headers["cookie"].joined().contains("sse_token"), "the token cookie is stripped")
+        XCTAssertEqual(seen.head.uri, "/events/feed")
+
+        // The same request without a browser, to see the CORS headers Chromium relied on.
+        let client = try await gateway.connect(group: group)
+        try await client.get("/events/feed", headers: ["Origin: \(origin)", "Cookie: sse_token=\(token)"])
+        let head = try await client.wait(for: "response head") { $0.contains("\r\n\r\n") }
+        XCTAssertTrue(head.hasPrefix("HTTP/1.1 200 "), head)
+        XCTAssertTrue(head.contains("Access-Control-Allow-Origin: \(origin)\r\n"), head)
+        XCTAssertTrue(head.contains("Access-Control-Allow-Credentials: true\r\n"), head)
+        await client.close()
+        await browser.stop()
+        await page.stop()
+        await gateway.stop()
+        await upstream.stop()
+    }
+
+    /// Case 3: 2-second tokens. On `token_expired` the page fetches a fresh token from its server and opens a new
+    /// `EventSource` with `last_event_id=` the last id it saw; it receives every id exactly once, in order.
+    func testExpiredTokenIsRenewedWithoutLosingEvents() async throws {
+        try XCTSkipIf(Chromium.executable == nil, "chromium is not installed (apt-get install -y chromium)")
+        let upstream = try await countingUpstream([("access-control-allow-origin", "*")])
+        let gateway = try await startGateway(upstream)
+        let first = try await Self.mint(lifetime: 2)
+        let minted = NIOLockedValueBox<[String]>([])
+        let page = try await PageServer(group: group, html: """
+            <!doctype html><meta charset="utf-8"><title>token renewal</title>
+            <script>
+            const params = new URLSearchParams(location.search);
+            const base = "http://127.0.0.1:" + params.get("gateway") + "/events/feed";
+            const seen = [];
+            let lastId = null, opens = 0, expiries = 0, done = false, source = null;
+            const report = (why) => {
+              if (done) return;
+              done = true;
+              if (source) source.close();
+              fetch("/report", {method: "POST", body: JSON.stringify({why, seen, opens, expiries})});
+            };
+            const open = (token) => {
+              let url = base + "?access_token=" + encodeURIComponent(token);
+              if (lastId !== null) url += "&last_event_id=" + encodeURIComponent(lastId);
+              source = new EventSource(url);
+              opens += 1;
+              source.onmessage = (event) => {
+                seen.push(Number(event.lastEventId));
+                lastId = event.lastEventId;
+                if (seen.length === 25) report("25 events");
+              };
+              source.addEventListener("token_expired", async () => {
+                source.close();
+                expiries += 1;
+                const response = await fetch("/token");
+                open(await response.text());
+              });
+              source.onerror = () => { if (source.readyState === EventSource.CLOSED) report("closed"); };
+            };
+            open(params.get("token"));
+            setTimeout(() => report("timeout"), 20000);
+            </script>
+            """) { head in
+            guard head.method == .GET, head.uri == "/token" else { return nil }
+            let token = try await BrowserTests.mint(lifetime: 2)
+            minted.withLockedValue { $0.append(token) }
+            return PageServer.Response(headers: [("content-type", "text/plain")], body: token)
+        }
+        let browser = try Chromium(url: page.url + "?gateway=\(gateway.port)&token=\(first)")
+        defer { Task { await browser.stop() } }
+        let report = try await page.waitForReport(timeout: .seconds(45), browser: browser)
+
+        XCTAssertEqual(report["why"] as? String, "25 events", "\(report)")
+        XCTAssertEqual(report["seen"] as? [Int], Array(1...25), "every id exactly once, in order")
+        let expiries = try XCTUnwrap(report["expiries"] as? Int)
+        XCTAssertGreaterThanOrEqual(expiries, 1, "25 events at 200 ms outlive a 2 s token")
+        XCTAssertEqual(report["opens"] as? Int, expiries + 1)
+        let tokens = [first] + minted.withLockedValue { $0 }
+        let requests = upstream.requests
+        XCTAssertEqual(requests.count, expiries + 1)
+        for (index, request) in requests.enumerated() {
+            let expected = index < tokens.count ? ["Bearer \(tokens[index])"] : []
+            XCTAssertEqual(request.head.headers["authorization"], expected)
+            XCTAssertFalse(request.head.uri.contains("access_token"), request.head.uri)
+            XCTAssertEqual(request.head.uri.contains("last_event_id="), index > 0, request.head.uri)
+        }
+        await browser.stop()
+        await page.stop()
+        await gateway.stop()
+        await upstream.stop()
+    }
+
+    /// Case 5: a token that is already expired is refused with 401 before the upstream is contacted, and
+    /// `EventSource` gives up (readyState CLOSED) instead of retrying, because the 401 carries the CORS headers.
+    func testExpiredTokenIsRefusedAndEventSourceStops() async throws {
+        try XCTSkipIf(Chromium.executable == nil, "chromium is not installed (apt-get install -y chromium)")
+        let upstream = try await countingUpstream()
+        let expired = try await Self.mint(lifetime: -3600)
+        let page = try await PageServer(group: group, html: """
+            <!doctype html><meta charset="utf-8"><title>expired token</title>
+            <script>
+            const params = new URLSearchParams(location.search);
+            let messages = 0, errors = 0, done = false;
+            const report = (why) => {
+              if (done) return;
+              done = true;
+              fetch("/report", {method: "POST", body: JSON.stringify({why, messages, errors})});
+            };
+            const source = new EventSource("http://127.0.0.1:" + params.get("gateway") + "/events/feed?access_token="
+              + encodeURIComponent(params.get("token")));
+            source.onmessage = () => { messages += 1; };
+            source.onerror = () => {
+              errors += 1;
+              if (source.readyState === EventSource.CLOSED) setTimeout(() => report("closed"), 1000);
+            };
+            setTimeout(() => report("timeout"), 15000);
+            </script>
+            """)
+        // Without CORS on the 401 the browser could not read it: a network error, which EventSource retries.
+        let gateway = try await startGateway(
+            upstream,
+            cors: CORSConfiguration(allowedOrigins: ["http://127.0.0.1:\(page.port)"])
+        )
+        let browser = try Chromium(url: page.url + "?gateway=\(gateway.port)&token=\(expired)")
+        defer { Task { await browser.stop() } }
+        let report = try await page.waitForReport(timeout: .seconds(40), browser: browser)
+
+        XCTAssertEqual(report["why"] as? String, "closed", "\(report)")
+        XCTAssertEqual(report["messages"] as? Int, 0)
+        XCTAssertEqual(report["errors"] as? Int, 1, "no retry loop")
+        XCTAssertEqual(upstream.connectionsAccepted, 0, "the upstream is never contacted")
+        await browser.stop()
+        await page.stop()
+        await gateway.stop()
+        await upstream.stop()
+    }
 
     /// Case 3: the upstream ends the stream twice; the browser reconnects by itself with `Last-Event-ID`, the
     /// upstream sees it, and the page receives every event exactly once. A final 204 stops the reconnecting.

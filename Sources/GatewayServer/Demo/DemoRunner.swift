@@ -30,7 +30,17 @@ public struct DemoRunner: Sendable {
         }
         let gateway = try Gateway(configuration: configuration, logger: logger)
         let bound = try await gateway.start()
-        let base = "http://\(ListenAddress(host: configuration.listen.host, port: bound.gateway.port ?? 0))"
+        let isTLS = configuration.tls != nil
+        let authority = ListenAddress(host: configuration.listen.host, port: bound.gateway.port ?? 0)
+        let base = "\(isTLS ? "https" : "http")://\(authority)"
+        // `-k`: the demo's certificate is self-signed; `--http2`: one connection carries every stream.
+        let curl = isTLS ? "curl -k --http2" : "curl"
+        let tlsNote =
+            isTLS
+            ? "\n    HTTPS with HTTP/2, on a throwaway self-signed certificate: the browser warns about it once\n"
+                + "    (\"not private\" / \"not secure\"); accept it for this demo.\n"
+                + "    Every EventSource of a page shares one connection.\n"
+            : ""
         let token = try await mintToken(configuration)
         let query = token.map { "?access_token=\($0.token)" } ?? ""
         let tokenNote =
@@ -38,21 +48,22 @@ public struct DemoRunner: Sendable {
                 "A demo token for subject \"demo-user\" (HS256, policy '\($0.policy)', valid 1 hour) is in the URLs.\n"
                     + "    The upstream receives it as 'Authorization: Bearer ...'; without it the gateway answers 401.\n"
             } ?? ""
+        let upstreamList = addresses.map(\.description).joined(separator: ", ")
         let instructions = """
 
-            sse-gateway demo is running. Sample upstream on \(addresses.map(\.description).joined(separator: ", ")).
+            sse-gateway demo is running. Sample upstream on \(upstreamList).\(tlsNote)
                 \(tokenNote)
               Clock stream (one event a second):
-                curl -N '\(base)/events/clock\(query)'
+                \(curl) -N '\(base)/events/clock\(query)'
 
               A chat answer streamed token by token (POST answered with SSE):
-                curl -N -X POST -H 'content-type: application/json' -d '{"prompt":"What is SSE?"}' \\
+                \(curl) -N -X POST -H 'content-type: application/json' -d '{"prompt":"What is SSE?"}' \\
                   '\(base)/v1/chat/completions\(query)'
 
               Without a token (401, the upstream is never contacted):
-                curl -i '\(base)/events/clock'
+                \(curl) -i '\(base)/events/clock'
 
-              In a browser (EventSource):
+              In a browser (EventSource; "many streams" opens 8 at once\(isTLS ? ", all ticking over HTTP/2" : "")):
                 \(base)/\(query)
 
             Health: http://\(configuration.admin.listen?.description ?? "(admin off)")/healthz   Stop: Ctrl-C

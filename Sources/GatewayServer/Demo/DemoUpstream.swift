@@ -9,7 +9,8 @@ import NIOPosix
 ///   resumes where it left off.
 /// - `POST /v1/chat/completions`: a chat-style answer streamed token by token as SSE, ending with `data: [DONE]`,
 ///   the way LLM APIs stream.
-/// - `GET /`: a page that shows both arriving through `EventSource` and `fetch`.
+/// - `GET /`: a page that shows both arriving through `EventSource` and `fetch`, and eight more clock streams at once
+///   (opened by itself over https, where HTTP/2 lets all of them tick on one connection).
 /// It echoes the `Authorization` header's presence (never its value) so the demo shows what the upstream received.
 public enum DemoUpstream {
     public static func start(host: String, port: Int, group: any EventLoopGroup) async throws -> any Channel {
@@ -122,13 +123,14 @@ private final class DemoUpstreamHandler: ChannelInboundHandler {
     }
 }
 
-/// The demo page: an `EventSource` on the clock and a streamed chat answer, both through the gateway.
+/// The demo page: an `EventSource` on the clock, a streamed chat answer and eight parallel clocks, through the gateway.
 enum DemoPage {
     static let html = """
         <!doctype html>
         <html><head><meta charset="utf-8"><title>sse-gateway demo</title>
         <style>body{font:15px system-ui;margin:2em;max-width:50em}pre{background:#f4f4f4;padding:1em;height:14em;
-        overflow:auto}button{font-size:1em}</style></head>
+        overflow:auto}button{font-size:1em}#many span{display:inline-block;width:11em;margin:.3em;padding:.4em;
+        background:#eef}</style></head>
         <body>
         <h1>sse-gateway demo</h1>
         <p>A plain <code>EventSource</code> (no custom headers) through the gateway. The token travels in the URL;
@@ -138,6 +140,12 @@ enum DemoPage {
         <h2>Chat completion (POST answered with SSE)</h2>
         <button id="ask">Stream an answer</button>
         <pre id="chat"></pre>
+        <h2>Many streams</h2>
+        <p>Eight more <code>EventSource</code>s on the clock at once, each with its own count. Over HTTP/2
+        (<code>sse-gateway demo --tls</code>) they share one connection and all tick; over HTTP/1.1 a browser opens
+        at most six connections per host, so the rest wait.</p>
+        <button id="many-open">Open 8 streams</button>
+        <div id="many"></div>
         <script>
         const token = new URLSearchParams(location.search).get("access_token");
         const q = token ? "?access_token=" + encodeURIComponent(token) : "";
@@ -147,6 +155,23 @@ enum DemoPage {
         es.onerror = () => state.textContent = "reconnecting…";
         es.addEventListener("tick", e => { clock.textContent = e.data + "\\n" + clock.textContent; });
         es.addEventListener("token_expired", () => state.textContent = "token expired: reload the page for a new one");
+        const openMany = () => {
+          document.getElementById("many-open").disabled = true;
+          for (let i = 1; i <= 8; i++) {
+            const cell = document.createElement("span");
+            cell.textContent = "#" + i + ": connecting…";
+            document.getElementById("many").appendChild(cell);
+            let count = 0;
+            const source = new EventSource("/events/clock" + q);
+            source.addEventListener("tick", () => {
+              count += 1;
+              cell.textContent = "#" + i + ": " + count + " ticks";
+            });
+            source.onerror = () => cell.textContent = "#" + i + ": reconnecting…";
+          }
+        };
+        document.getElementById("many-open").onclick = openMany;
+        if (location.protocol === "https:") openMany();
         document.getElementById("ask").onclick = async () => {
           const chat = document.getElementById("chat"); chat.textContent = "";
           const res = await fetch("/v1/chat/completions" + q, {method: "POST",

@@ -8,15 +8,24 @@ import XCTest
 /// Serves one test page on its own origin (`http://127.0.0.1:PORT`) and collects what the page reports back.
 ///
 /// `GET /` answers `html`; `POST /report` records its body (the page's JSON verdict). No WebDriver: the page
-/// itself says what it saw.
+/// itself says what it saw. Other requests go to `routes` (e.g. `GET /token` minting a fresh token), else 404.
 final class PageServer: Sendable {
+    /// What `routes` answers for one request.
+    struct Response: Sendable {
+        var status: HTTPResponseStatus = .ok
+        var headers: [(String, String)] = []
+        var body: String = ""
+    }
+
+    typealias Routes = @Sendable (HTTPRequestHead) async throws -> Response?
+
     let channel: any Channel
     private let reports: NIOLockedValueBox<[String]>
 
     var port: Int { channel.localAddress!.port! }
     var url: String { "http://127.0.0.1:\(port)/" }
 
-    init(group: any EventLoopGroup, html: String) async throws {
+    init(group: any EventLoopGroup, html: String, routes: Routes? = nil) async throws {
         let reports = NIOLockedValueBox<[String]>([])
         self.reports = reports
         self.channel = try await ServerBootstrap(group: group)
@@ -25,7 +34,7 @@ final class PageServer: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(
-                        PageHandler(html: html, record: { report in reports.withLockedValue { $0.append(report) } })
+                        PageHandler(html: html, routes: routes, record: { report in reports.withLockedValue { $0.append(report) } })
                     )
                 }
             }
@@ -63,13 +72,28 @@ private final class PageHandler: ChannelInboundHandler {
     typealias OutboundOut = HTTPServerResponsePart
 
     let html: String
+    let routes: PageServer.Routes?
     let record: @Sendable (String) -> Void
     var head: HTTPRequestHead?
     var body = ""
 
-    init(html: String, record: @escaping @Sendable (String) -> Void) {
+    init(html: String, routes: PageServer.Routes?, record: @escaping @Sendable (String) -> Void) {
         self.html = html
+        self.routes = routes
         self.record = record
+    }
+
+    /// Answers from `routes` off the event loop; the pipelining handler holds later requests until `.end` is written.
+    private func answer(_ head: HTTPRequestHead, routes: @escaping PageServer.Routes, channel: any Channel) {
+        Task {
+            let response = (try? await routes(head)) ?? PageServer.Response(status: .notFound)
+            var headers = HTTPHeaders([("cache-control", "no-store")] + response.headers)
+            headers.replaceOrAdd(name: "content-length", value: String(response.body.utf8.count))
+            let responseHead = HTTPResponseHead(version: .http1_1, status: response.status, headers: headers)
+            channel.write(HTTPServerResponsePart.head(responseHead), promise: nil)
+            channel.write(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(string: response.body))), promise: nil)
+            channel.writeAndFlush(HTTPServerResponsePart.end(nil), promise: nil)
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -81,13 +105,19 @@ private final class PageHandler: ChannelInboundHandler {
             body += String(buffer: buffer)
         case .end:
             guard let head else { return }
+            let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)[0]
+            let isBuiltIn = (head.method == .POST && path == "/report") || (head.method == .GET && path == "/")
+            if !isBuiltIn, let routes {
+                answer(head, routes: routes, channel: context.channel)
+                return
+            }
             var headers = HTTPHeaders([("cache-control", "no-store")])
             var content = ByteBuffer()
             var status = HTTPResponseStatus.ok
-            if head.method == .POST, head.uri == "/report" {
+            if head.method == .POST, path == "/report" {
                 record(body)
                 status = .noContent
-            } else if head.method == .GET, head.uri == "/" {
+            } else if head.method == .GET, path == "/" {
                 headers.add(name: "content-type", value: "text/html; charset=utf-8")
                 content = ByteBuffer(string: html)
             } else {
