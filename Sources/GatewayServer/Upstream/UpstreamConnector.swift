@@ -112,6 +112,8 @@ final class UpstreamConnector: @unchecked Sendable {
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            // The receive buffer is kept per channel between reads; idle SSE streams rarely need NIO's 2 KiB start.
+            .channelOption(.recvAllocator, value: Gateway.recvAllocator)
             .channelInitializer { channel in
                 do {
                     let sync = channel.pipeline.syncOperations
