@@ -46,26 +46,15 @@ final class HTTP2TestClient: Sendable {
             line: UInt = #line,
             _ condition: (String) -> Bool
         ) async throws -> String {
-            let deadline = ContinuousClock.now + timeout
-            while ContinuousClock.now < deadline {
-                let current = body
-                if condition(current) { return current }
-                try await Task.sleep(for: .milliseconds(5))
-            }
-            XCTFail("timed out waiting for \(description); received: \(body.prefix(500))", file: file, line: line)
-            throw CancellationError()
+            try await eventually(description, timeout: timeout, file: file, line: line, read: { body }, until: condition)
         }
 
         func waitForEnd(timeout: Duration = .seconds(10), file: StaticString = #filePath, line: UInt = #line)
             async throws
         {
-            let deadline = ContinuousClock.now + timeout
-            while ContinuousClock.now < deadline {
-                if ended || closed { return }
-                try await Task.sleep(for: .milliseconds(5))
+            try await eventually("the stream to end", timeout: timeout, file: file, line: line, read: { ended || closed }) {
+                $0
             }
-            XCTFail("stream did not end within \(timeout)", file: file, line: line)
-            throw CancellationError()
         }
     }
 

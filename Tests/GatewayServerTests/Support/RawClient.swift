@@ -89,23 +89,11 @@ final class RawClient: Sendable {
         line: UInt = #line,
         _ condition: (String) -> Bool
     ) async throws -> String {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            let current = text
-            if condition(current) { return current }
-            try await Task.sleep(for: .milliseconds(5))
-        }
-        XCTFail("timed out waiting for \(description); received so far: \(text.prefix(2000))", file: file, line: line)
-        throw CancellationError()
+        try await eventually(description, timeout: timeout, file: file, line: line, read: { text }, until: condition)
     }
 
     func waitForClose(timeout: Duration = .seconds(10), file: StaticString = #filePath, line: UInt = #line) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if isClosed { return }
-            try await Task.sleep(for: .milliseconds(5))
-        }
-        XCTFail("connection not closed within \(timeout)", file: file, line: line)
+        try await eventually("the connection to close", timeout: timeout, file: file, line: line, read: { isClosed }) { $0 }
     }
 
     static func dechunk(_ raw: String) -> String {
