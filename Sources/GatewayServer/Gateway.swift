@@ -304,11 +304,8 @@ public final class Gateway: Service, Sendable {
                     try channel.pipeline.syncOperations.addHandler(quiescing.makeServerChannelHandler(channel: channel))
                 }
             }
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.writeBufferWaterMark, value: pipeline.connectionWaterMark)
-            // A client sends one request head and then (for a stream) nothing for hours, but every channel keeps its
-            // last receive buffer: start small (heads fit in a few reads) instead of NIO's 2 KiB; it still grows.
-            .childChannelOption(.recvAllocator, value: Self.recvAllocator)
+            // Child options are set synchronously in the initializer: `childChannelOption` applies each one
+            // through its own future chain, several allocations per option on every accepted connection.
             .childChannelInitializer { channel in
                 let limit = runtimes.current.configuration.limits.maxConnections
                 guard environment.admission.connectionOpened(limit: limit) else {
@@ -316,10 +313,36 @@ public final class Gateway: Service, Sendable {
                     environment.metrics.connectionRejected()
                     return channel.eventLoop.makeFailedFuture(ConnectionLimitReached())
                 }
+                do {
+                    try Self.setConnectionOptions(channel, waterMark: pipeline.connectionWaterMark)
+                } catch {
+                    environment.admission.connectionClosed()
+                    return channel.eventLoop.makeFailedFuture(error)
+                }
                 channel.closeFuture.whenComplete { _ in environment.admission.connectionClosed() }
                 return pipeline.configureConnection(channel)
             }
         return try await bootstrap.bind(host: configuration.listen.host, port: configuration.listen.port).get()
+    }
+}
+
+extension Gateway {
+    /// The receive allocator and, for accepted connections, TCP_NODELAY and the write water mark, set without
+    /// futures. (ClientBootstrap sets TCP_NODELAY on upstream connections by default.)
+    static func setConnectionOptions(
+        _ channel: any Channel,
+        waterMark: ChannelOptions.Types.WriteBufferWaterMark?
+    ) throws {
+        guard let options = channel.syncOptions else {
+            preconditionFailure("socket channels always have synchronous options")
+        }
+        // A client sends one request head and then (for a stream) nothing for hours, but every channel keeps its
+        // last receive buffer: start small (heads fit in a few reads) instead of NIO's 2 KiB; it still grows.
+        try options.setOption(.recvAllocator, value: recvAllocator)
+        if let waterMark {
+            try options.setOption(.socketOption(.tcp_nodelay), value: 1)
+            try options.setOption(.writeBufferWaterMark, value: waterMark)
+        }
     }
 }
 

@@ -21,6 +21,15 @@ public final class GatewayMetrics: Sendable {
     private let factory: PrometheusMetricsFactory
     private let routes = NIOLockedValueBox<[String: RouteMetrics]>([:])
     private let jwksSeen = NIOLockedValueBox<[String: (successes: Int, failures: Int)]>([:])
+    /// Labelled counters already made, by label and label values: asking the Prometheus registry for a counter
+    /// validates and hashes its name and labels under the registry's lock, too slow for once per request.
+    private let counters = NIOLockedValueBox<[CounterKey: Metrics.Counter]>([:])
+
+    private struct CounterKey: Hashable {
+        let label: String
+        let first: String
+        let second: String
+    }
 
     /// Per-route handles, created once per route name.
     struct RouteMetrics: Sendable {
@@ -74,24 +83,34 @@ public final class GatewayMetrics: Sendable {
     }
 
     func requestFinished(route: String, status: Int) {
-        let statusClass = status >= 100 && status < 600 ? "\(status / 100)xx" : "other"
-        Metrics.Counter(label: "sse_gateway_requests_total", dimensions: [("route", route), ("status", statusClass)], factory: factory)
-            .increment()
+        let statusClass = status >= 100 && status < 600 ? Self.statusClasses[status / 100] : "other"
+        counter("sse_gateway_requests_total", ("route", route), ("status", statusClass)).increment()
     }
 
     func streamEnded(route: String, outcome: String) {
-        Metrics.Counter(label: "sse_gateway_streams_ended_total", dimensions: [("route", route), ("outcome", outcome)], factory: factory)
-            .increment()
+        counter("sse_gateway_streams_ended_total", ("route", route), ("outcome", outcome)).increment()
     }
 
     func authFailure(route: String, reason: String) {
-        Metrics.Counter(label: "sse_gateway_auth_failures_total", dimensions: [("route", route), ("reason", reason)], factory: factory)
-            .increment()
+        counter("sse_gateway_auth_failures_total", ("route", route), ("reason", reason)).increment()
     }
 
     func upstreamError(route: String, kind: String) {
-        Metrics.Counter(label: "sse_gateway_upstream_errors_total", dimensions: [("route", route), ("kind", kind)], factory: factory)
-            .increment()
+        counter("sse_gateway_upstream_errors_total", ("route", route), ("kind", kind)).increment()
+    }
+
+    private static let statusClasses = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"]
+
+    /// A counter with two labels, made once and then reused.
+    private func counter(_ label: String, _ first: (String, String), _ second: (String, String)) -> Metrics.Counter {
+        let key = CounterKey(label: label, first: first.1, second: second.1)
+        if let existing = counters.withLockedValue({ $0[key] }) { return existing }
+        let made = Metrics.Counter(label: label, dimensions: [first, second], factory: factory)
+        return counters.withLockedValue { counters in
+            if let existing = counters[key] { return existing }
+            counters[key] = made
+            return made
+        }
     }
 
     func connectionRejected() {

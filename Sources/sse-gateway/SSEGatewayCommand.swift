@@ -58,6 +58,7 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let logger = options.bootstrapLogging()
+        defer { LogWriter.standardError.flush() }  // lines still queued when the gateway stops
         let loaded = try options.loadConfiguration()
         let gateway = try Gateway(configuration: loaded.configuration, logger: logger)
         let reloader = ConfigurationReloader(path: options.config, gateway: gateway, logger: logger)
@@ -96,6 +97,7 @@ struct Demo: AsyncParsableCommand {
 
     func run() async throws {
         let logger = options.bootstrapLogging()
+        defer { LogWriter.standardError.flush() }
         let loaded = try options.loadConfiguration()
         var configuration = loaded.configuration
         let certificate = try tls ? DemoCertificate.make(host: configuration.listen.host) : nil

@@ -1,4 +1,8 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import GatewayCore
 import Logging
 
@@ -36,48 +40,105 @@ public struct GatewayLogHandler: LogHandler, Sendable {
     }
 
     public func log(event: LogEvent) {
-        var merged = metadata
-        if let extra = event.metadata {
-            merged.merge(extra) { _, new in new }
+        var line = ""
+        line.reserveCapacity(320)
+        let keys: [String]
+        let extra = event.metadata ?? [:]
+        if extra.isEmpty {
+            keys = metadata.keys.sorted()
+        } else if metadata.isEmpty {
+            keys = extra.keys.sorted()
+        } else {
+            keys = Set(metadata.keys).union(extra.keys).sorted()
         }
-        let time = Self.timestamp()
-        let line: String
         switch format {
         case .text:
-            var text = "\(time) \(event.level) \(label): \(event.message)"
-            for key in merged.keys.sorted() {
-                text += " \(key)=\(Self.quoteIfNeeded("\(merged[key]!)"))"
+            Self.appendTimestamp(to: &line)
+            line += " "
+            line += event.level.rawValue
+            line += " "
+            line += label
+            line += ": "
+            line += "\(event.message)"
+            for key in keys {
+                line += " "
+                line += key
+                line += "="
+                Self.appendQuotedIfNeeded(Self.text(of: extra[key] ?? metadata[key]!), to: &line)
             }
-            line = text + "\n"
         case .json:
-            var json = "{\"time\":\"\(time)\",\"level\":\"\(event.level)\",\"logger\":\"\(JSONString.escape(label))\""
-            json += ",\"message\":\"\(JSONString.escape("\(event.message)"))\""
-            for key in merged.keys.sorted() {
-                json += ",\"\(JSONString.escape(key))\":\"\(JSONString.escape("\(merged[key]!)"))\""
+            line += "{\"time\":\""
+            Self.appendTimestamp(to: &line)
+            line += "\",\"level\":\""
+            line += event.level.rawValue
+            line += "\",\"logger\":\""
+            line += JSONString.escape(label)
+            line += "\",\"message\":\""
+            line += JSONString.escape("\(event.message)")
+            line += "\""
+            for key in keys {
+                line += ",\""
+                line += JSONString.escape(key)
+                line += "\":\""
+                line += JSONString.escape(Self.text(of: extra[key] ?? metadata[key]!))
+                line += "\""
             }
-            line = json + "}\n"
+            line += "}"
         }
+        line += "\n"
         sink(line)
     }
 
+    /// The default sink: standard error through `LogWriter`, so logging never blocks an event loop.
     public static let standardError: @Sendable (String) -> Void = { line in
-        FileHandle.standardError.write(Data(line.utf8))
+        LogWriter.standardError.append(line)
     }
 
-    private static func quoteIfNeeded(_ value: String) -> String {
-        value.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" }) ? "\"\(JSONString.escape(value))\"" : value
+    private static func text(of value: Logger.Metadata.Value) -> String {
+        if case .string(let string) = value { return string }
+        return "\(value)"
     }
 
-    private static func timestamp() -> String {
+    private static func appendQuotedIfNeeded(_ value: String, to line: inout String) {
+        if value.utf8.contains(where: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "=") }) {
+            line += "\""
+            line += JSONString.escape(value)
+            line += "\""
+        } else {
+            line += value
+        }
+    }
+
+    /// `2026-11-25T23:55:38.123Z` (UTC, milliseconds), formatted without Foundation: this runs for every access-log
+    /// line.
+    private static func appendTimestamp(to line: inout String) {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         var seconds = time_t(now.tv_sec)
         var parts = tm()
         gmtime_r(&seconds, &parts)
-        return String(
-            format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-            parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday, parts.tm_hour, parts.tm_min, parts.tm_sec,
-            now.tv_nsec / 1_000_000
-        )
+        let text = String(unsafeUninitializedCapacity: 24) { buffer in
+            var index = 0
+            func put(_ value: Int, width: Int, then separator: Unicode.Scalar) {
+                var divisor = 1
+                for _ in 1..<width { divisor *= 10 }
+                while divisor > 0 {
+                    buffer[index] = UInt8(ascii: "0") + UInt8(value / divisor % 10)
+                    index += 1
+                    divisor /= 10
+                }
+                buffer[index] = UInt8(ascii: separator)
+                index += 1
+            }
+            put(Int(parts.tm_year) + 1900, width: 4, then: "-")
+            put(Int(parts.tm_mon) + 1, width: 2, then: "-")
+            put(Int(parts.tm_mday), width: 2, then: "T")
+            put(Int(parts.tm_hour), width: 2, then: ":")
+            put(Int(parts.tm_min), width: 2, then: ":")
+            put(Int(parts.tm_sec), width: 2, then: ".")
+            put(Int(now.tv_nsec) / 1_000_000, width: 3, then: "Z")
+            return index
+        }
+        line += text
     }
 }

@@ -109,19 +109,18 @@ final class UpstreamConnector: @unchecked Sendable {
         key: Key,
         connectTimeout: TimeAmount
     ) -> EventLoopFuture<UpstreamConnection> {
+        let handler = NIOLoopBound(UpstreamChannelHandler(), eventLoop: eventLoop)
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(connectTimeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            // The receive buffer is kept per channel between reads; idle SSE streams rarely need NIO's 2 KiB start.
-            .channelOption(.recvAllocator, value: Gateway.recvAllocator)
             .channelInitializer { channel in
                 do {
+                    try Gateway.setConnectionOptions(channel, waterMark: nil)
                     let sync = channel.pipeline.syncOperations
                     if let tls = endpoint.tlsContext {
                         try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: endpoint.serverName))
                     }
                     try sync.addHTTPClientHandlers(leftOverBytesStrategy: .fireError)
-                    try sync.addHandler(UpstreamChannelHandler())
+                    try sync.addHandler(handler.value)
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {
                     return channel.eventLoop.makeFailedFuture(error)
@@ -133,9 +132,8 @@ final class UpstreamConnector: @unchecked Sendable {
         } else {
             connected = bootstrap.connect(host: endpoint.url.host, port: endpoint.url.port)
         }
-        return connected.flatMapThrowing { channel in
-            let handler = try channel.pipeline.syncOperations.handler(type: UpstreamChannelHandler.self)
-            return UpstreamConnection(channel: channel, handler: handler, isReused: false, key: key)
+        return connected.map { channel in
+            UpstreamConnection(channel: channel, handler: handler.value, isReused: false, key: key)
         }
     }
 }
