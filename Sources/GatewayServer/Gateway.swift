@@ -340,7 +340,8 @@ extension Gateway {
         // last receive buffer: start small (heads fit in a few reads) instead of NIO's 2 KiB; it still grows.
         try options.setOption(.recvAllocator, value: recvAllocator)
         if let waterMark {
-            try options.setOption(.socketOption(.tcp_nodelay), value: 1)
+            // (`.socketOption(.tcp_nodelay)` would be SO_DEBUG: the level is what makes it TCP's option.)
+            try options.setOption(.tcpOption(.tcp_nodelay), value: 1)
             try options.setOption(.writeBufferWaterMark, value: waterMark)
         }
     }

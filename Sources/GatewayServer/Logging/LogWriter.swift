@@ -12,11 +12,14 @@ import Darwin
 ///
 /// A log reader that stalls (a full pipe, a slow log shipper) must not stall the relay: callers only append to a
 /// bounded in-memory buffer under a lock and return. Lines that do not fit while the buffer is full are dropped,
-/// counted, and reported in one line once the writer catches up. Bursts coalesce into one `write(2)`.
+/// counted, and reported in one line once the writer catches up. Lines arriving within a few milliseconds are written
+/// with one `write(2)`, so a busy gateway pays for neither a system call nor a thread wake-up per line.
 public final class LogWriter: @unchecked Sendable {
     /// Standard error, shared by every `GatewayLogHandler` that uses the default sink.
     public static let standardError = LogWriter(fileDescriptor: 2)
 
+    /// How long the writer lets lines gather after the first one arrives.
+    static let batchMicroseconds: UInt32 = 5_000
     private let fileDescriptor: CInt
     private let capacity: Int
     /// Guarded by `lock`.
@@ -69,6 +72,12 @@ public final class LogWriter: @unchecked Sendable {
         var batch: [UInt8] = []
         while true {
             lock.lock(whenValue: true)
+            if pending.count < capacity / 2 {
+                // Let a burst gather: one write(2) and one wake-up per batch instead of per line.
+                lock.unlock(withValue: true)
+                usleep(Self.batchMicroseconds)
+                lock.lock()
+            }
             swap(&batch, &pending)
             let lost = dropped
             dropped = 0

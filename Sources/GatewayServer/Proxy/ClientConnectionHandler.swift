@@ -407,9 +407,10 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
         case .head(let head):
             relayResponseHead(head, exchange: exchange, context: context)
         case .body(let buffer):
-            guard var relay = exchange.relay else { preconditionFailure("upstream body before its head") }
-            let action = relay.upstreamBodyReceived(buffer)
-            exchange.relay = relay
+            // Mutated in place (no copy of the state machine per chunk).
+            guard let action = exchange.relay?.upstreamBodyReceived(buffer) else {
+                preconditionFailure("upstream body before its head")
+            }
             switch action {
             case .relay:
                 exchange.bytesRelayed += buffer.readableBytes
@@ -811,7 +812,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
         accessLog(
             method: exchange.clientHead.method.rawValue, uri: exchange.clientHead.uri, runtime: exchange.runtime,
             route: route, status: code, durationNanoseconds: duration.nanoseconds, bytes: exchange.bytesRelayed,
-            events: events, subject: exchange.identity?.subject, upstream: "\(exchange.route.upstream)",
+            events: events, subject: exchange.identity?.subject, upstream: exchange.endpoint.logName,
             outcome: outcome, reason: nil
         )
     }

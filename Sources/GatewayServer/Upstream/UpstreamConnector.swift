@@ -23,6 +23,19 @@ struct UpstreamEndpoint: @unchecked Sendable {
     let serverName: String?
     /// Identifies the TLS settings, so connections with different client certificates are never shared.
     let tlsIdentity: Int
+    /// The upstream's address when its host is an IP literal (parsed once, not per connection).
+    let address: SocketAddress?
+    /// `http://host:port/base`, as access-log lines show it.
+    let logName: String
+
+    init(url: UpstreamURL, tlsContext: NIOSSLContext?, serverName: String?, tlsIdentity: Int) {
+        self.url = url
+        self.tlsContext = tlsContext
+        self.serverName = serverName
+        self.tlsIdentity = tlsIdentity
+        self.address = try? SocketAddress(ipAddress: url.host, port: url.port)
+        self.logName = url.description
+    }
 }
 
 /// Dials upstream connections on one event loop and keeps a few idle keep-alive connections per upstream.
@@ -127,7 +140,7 @@ final class UpstreamConnector: @unchecked Sendable {
                 }
             }
         let connected: EventLoopFuture<any Channel>
-        if let address = try? SocketAddress(ipAddress: endpoint.url.host, port: endpoint.url.port) {
+        if let address = endpoint.address {
             connected = bootstrap.connect(to: address)
         } else {
             connected = bootstrap.connect(host: endpoint.url.host, port: endpoint.url.port)
