@@ -20,7 +20,7 @@ while [[ $# -gt 0 ]]; do
         --targets) TARGETS="$2"; shift ;;
         --scenarios) SCENARIOS="$2"; shift ;;
         --header) HEADER_ARGS+=(--header "$2"); shift ;;
-        -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
         *) GATEWAY="$1" ;;
     esac
     shift
