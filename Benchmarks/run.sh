@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Benchmarks sse-gateway against nginx (issue 5): the same SSE upstream reached directly, through sse-gateway and
 # through nginx, under the same load. Loopback only. Usage:
-#   Benchmarks/run.sh [--quick] [--gateway PATH] [--targets "direct gateway nginx"] [--scenarios "a b c d"]
-#                     [--header "Name: value"]
-# --quick runs every scenario at 1/10 scale (smoke test). See README.md for the columns.
+#   Benchmarks/run.sh [--quick] [--gateway PATH] [--targets "direct gateway gateway-auth nginx"]
+#                     [--scenarios "a b c d"] [--header "Name: value"]
+# --quick runs every scenario at 1/10 scale (smoke test). gateway-auth = gw-hs256 gw-rs256 gw-es256: sse-gateway
+# verifying a fresh JWT per connection (scenario d only). See README.md for the columns.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 GATEWAY="$HERE/../.build/release/sse-gateway"
 QUICK=0
-TARGETS="direct gateway nginx"
+TARGETS="direct gateway gateway-auth nginx"
 SCENARIOS="a b c d"
 HEADER_ARGS=()
 while [[ $# -gt 0 ]]; do
@@ -25,9 +26,15 @@ while [[ $# -gt 0 ]]; do
     shift
 done
 
-UPSTREAM_ADDR=127.0.0.1:9100
-GATEWAY_ADDR=127.0.0.1:8080
-NGINX_ADDR=127.0.0.1:8090
+TARGETS=" ${TARGETS//gateway-auth/gw-hs256 gw-rs256 gw-es256} "
+AUTH_TARGETS=""   # the gw-* targets selected, in order
+for target in $TARGETS; do if [[ $target == gw-* ]]; then AUTH_TARGETS+="$target "; fi; done
+
+# Loopback addresses; override from the environment to run beside another benchmark (e.g. GATEWAY_ADDR=127.0.0.1:18080).
+UPSTREAM_ADDR=${UPSTREAM_ADDR:-127.0.0.1:9100}
+GATEWAY_ADDR=${GATEWAY_ADDR:-127.0.0.1:8080}
+GATEWAY_ADMIN_ADDR=${GATEWAY_ADMIN_ADDR:-127.0.0.1:9901}
+NGINX_ADDR=${NGINX_ADDR:-127.0.0.1:8090}
 LOAD="$HERE/.build/release/sse-load"
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -47,9 +54,11 @@ if [[ " $TARGETS " == *" nginx "* ]] && ! command -v nginx >/dev/null && [[ ! -x
     DEBIAN_FRONTEND=noninteractive apt-get install -y nginx >&2
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-if [[ " $TARGETS " == *" gateway "* ]] && [[ ! -x "$GATEWAY" ]]; then
-    log "no sse-gateway binary at $GATEWAY: skipping the gateway target (build it with swift build -c release)"
-    TARGETS=${TARGETS//gateway/}
+if [[ " $TARGETS " == *" gateway "* || -n "$AUTH_TARGETS" ]] && [[ ! -x "$GATEWAY" ]]; then
+    log "no sse-gateway binary at $GATEWAY: skipping the gateway targets (build it with swift build -c release)"
+    TARGETS=${TARGETS// gateway / }
+    for target in $AUTH_TARGETS; do TARGETS=${TARGETS// $target / }; done
+    AUTH_TARGETS=""
 fi
 
 WORK=$(mktemp -d /tmp/sse-bench.XXXXXX)
@@ -132,13 +141,47 @@ CONF
         gateway)
             cat >"$WORK/gateway.yml" <<CONF
 listen: "$GATEWAY_ADDR"
-admin: {listen: "127.0.0.1:9901"}
+admin: {listen: "$GATEWAY_ADMIN_ADDR"}
 routes:
   - name: bench
     path_prefix: /
     upstream: "http://$UPSTREAM_ADDR"
 CONF
             "$GATEWAY" serve --config "$WORK/gateway.yml" >"$WORK/gateway.log" 2>&1 &
+            PROXY_PID=$!
+            wait_port "$GATEWAY_ADDR" || return 1
+            ;;
+        gw-*)   # the same route behind a JWT policy; key and tokens minted below
+            local alg=${1#gw-} config="$WORK/$1.yml"
+            {
+                cat <<CONF
+listen: "$GATEWAY_ADDR"
+admin: {listen: "$GATEWAY_ADMIN_ADDR"}
+auth_policies:
+  bench:
+    token_sources:
+      - header: Authorization
+    jwt:
+      algorithms: [${alg^^}]
+      audience: "bench"
+CONF
+                if [[ $alg == hs256 ]]; then
+                    echo "      secret: \"$(cat "$WORK/jwt-$alg/secret.txt")\""
+                else
+                    echo "      public_keys: [\"$WORK/jwt-$alg/public.pem\"]"
+                fi
+                cat <<CONF
+routes:
+  - name: bench
+    path_prefix: /
+    upstream: "http://$UPSTREAM_ADDR"
+    auth: bench
+CONF
+            } >"$config"
+            if ! "$GATEWAY" check --config "$config" >"$WORK/$1-check.log" 2>&1; then
+                log "$config does not validate:"; cat "$WORK/$1-check.log" >&2; return 1
+            fi
+            "$GATEWAY" serve --config "$config" >"$WORK/$1.log" 2>&1 &
             PROXY_PID=$!
             wait_port "$GATEWAY_ADDR" || return 1
             ;;
@@ -156,7 +199,7 @@ stop_proxy() {
 base_url() {
     case "$1" in
         direct) echo "http://$UPSTREAM_ADDR" ;;
-        gateway) echo "http://$GATEWAY_ADDR" ;;
+        gateway|gw-*) echo "http://$GATEWAY_ADDR" ;;
         nginx) echo "http://$NGINX_ADDR" ;;
     esac
 }
@@ -169,10 +212,14 @@ scenario_label() {
         a) echo "a: $(scale 1000) x 1/s x 100B" ;;
         b) echo "b: $(scale 9000) x 1/10s" ;;
         c) echo "c: $(scale 100) x 200/s x 200B" ;;
-        d) echo "d: churn $(scale 500)/s" ;;
+        d) echo "d: churn $CHURN_RATE/s" ;;
     esac
 }
-run_load() {  # scenario base_url json_out
+CHURN_RATE=$(scale 500)
+CHURN_SECONDS=$(dur 20 10)
+run_load() {  # scenario base_url json_out target
+    local token_args=()
+    if [[ $4 == gw-* ]]; then token_args=(--tokens-file "$WORK/jwt-${4#gw-}/tokens.txt"); fi
     case "$1" in
         a) "$LOAD" client --target "$2/a?interval_ms=1000&size=100" --streams "$(scale 1000)" \
                --duration "$(dur 30s 15s)" --ramp 2000/s "${HEADER_ARGS[@]}" --json >"$3" ;;
@@ -180,10 +227,10 @@ run_load() {  # scenario base_url json_out
                --duration "$(dur 50s 25s)" --ramp 2000/s "${HEADER_ARGS[@]}" --json >"$3" ;;
         c) "$LOAD" client --target "$2/c?interval_ms=5&size=200" --streams "$(scale 100)" --duration "$(dur 20s 10s)" \
                --ramp 2000/s "${HEADER_ARGS[@]}" --json >"$3" ;;
-        # TODO(auth): with an authenticating route, pass a token per run via --header "Authorization: Bearer ..."
-        # (or a ?token= query); minting a fresh JWT per connection would also measure verification cost.
-        d) "$LOAD" churn --target "$2/d?interval_ms=1000&size=100" --rate "$(scale 500)/s" --duration "$(dur 20s 10s)" \
-               "${HEADER_ARGS[@]}" --json >"$3" ;;
+        # gw-* targets: each connection sends the next of the minted tokens (all distinct, so every one is verified
+        # rather than served from the gateway's verified-token cache)
+        d) "$LOAD" churn --target "$2/d?interval_ms=1000&size=100" --rate "$CHURN_RATE/s" \
+               --duration "${CHURN_SECONDS}s" "${HEADER_ARGS[@]}" "${token_args[@]}" --json >"$3" ;;
     esac
 }
 
@@ -200,7 +247,7 @@ run_case() {  # scenario target
         cpu0=$(cpu_ticks "$PROXY_PID")
     fi
     log "scenario $scenario -> $target"
-    run_load "$scenario" "$(base_url "$target")" "$out" &
+    run_load "$scenario" "$(base_url "$target")" "$out" "$target" &
     load_pid=$!
     while kill -0 "$load_pid" 2>/dev/null; do
         if [[ $target != direct ]]; then
@@ -229,7 +276,7 @@ run_case() {  # scenario target
     sleep 1
 }
 
-for addr in "$UPSTREAM_ADDR" "$GATEWAY_ADDR" "$NGINX_ADDR"; do
+for addr in "$UPSTREAM_ADDR" "$GATEWAY_ADDR" "$GATEWAY_ADMIN_ADDR" "$NGINX_ADDR"; do
     if (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null; then
         log "something already listens on $addr: stop it first (the benchmark needs that port)"; exit 1
     fi
@@ -240,8 +287,21 @@ wait_port "$UPSTREAM_ADDR"
 kill -0 "$UPSTREAM_PID"
 curl -fsS "http://$UPSTREAM_ADDR/healthz" >/dev/null
 
+# Tokens for the gw-* targets: a fresh key and rate x duration + 10% distinct tokens per algorithm, before any load.
+if [[ " $SCENARIOS " == *" d "* && -n "$AUTH_TARGETS" ]]; then
+    MINT_COUNT=$(( CHURN_RATE * CHURN_SECONDS * 11 / 10 ))
+    for target in $AUTH_TARGETS; do
+        alg=${target#gw-}
+        mint_start=$(date +%s%N)
+        "$LOAD" mint --alg "${alg^^}" --count "$MINT_COUNT" --out-dir "$WORK/jwt-$alg" --audience bench \
+            --lifetime 2h >"$WORK/jwt-$alg.log"
+        log "minted $MINT_COUNT ${alg^^} tokens in $(( ($(date +%s%N) - mint_start) / 1000000 )) ms (process included)"
+    done
+fi
+
 for scenario in $SCENARIOS; do
     for target in direct ${TARGETS//direct/}; do   # direct first: the others are compared with it
+        [[ $target == gw-* && $scenario != d ]] && continue   # authenticated targets: churn only
         run_case "$scenario" "$target"
     done
 done
@@ -272,6 +332,11 @@ END {
         added = ((s, "direct") in p99 && t != "direct") ? ms(p99[s,t] - p99[s,"direct"]) : "-"
         printf fmt, label[s], t, held[s,t], sprintf("%.0f", rate[s,t]), ms(p50[s,t]), ms(p99[s,t]), ms(p999[s,t]),
             added, num(cpu[s,t], "%.2f"), num(kib[s,t], "%.1f"), fail[s,t], seq[s,t]
+        if (t ~ /^gw-/ && (s, "gateway") in p99) {   # verification cost: authenticated over auth-off gateway
+            printf fmt, label[s], substr(t, 4) "/gw", "", ratio(rate[s,t], rate[s,"gateway"]),
+                ratio(p50[s,t], p50[s,"gateway"]), ratio(p99[s,t], p99[s,"gateway"]),
+                ratio(p999[s,t], p999[s,"gateway"]), "", ratio(cpu[s,t], cpu[s,"gateway"]), "", "", ""
+        }
         if (t == "nginx" && (s, "gateway") in p99) {
             printf fmt, label[s], "gw/nginx", "", ratio(rate[s,"gateway"], rate[s,"nginx"]),
                 ratio(p50[s,"gateway"], p50[s,"nginx"]), ratio(p99[s,"gateway"], p99[s,"nginx"]),

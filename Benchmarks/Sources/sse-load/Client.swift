@@ -64,17 +64,63 @@ final class Progress: Sendable {
 
 /// A request target plus extra headers, shared by `client` and `churn`.
 struct RequestPlan: Sendable {
+    /// What one connection sends beyond the shared parts: its request target and `Authorization` value.
+    struct Credential: Sendable, Equatable {
+        let requestTarget: String
+        let authorization: String?
+    }
+
     let target: TargetURL
     let headers: [(String, String)]
+    /// One per token, taken in turn by successive connections (cycling); empty without tokens. Built before the
+    /// run so a launch only picks one.
+    private(set) var credentials: [Credential] = []
 
-    func head() -> HTTPRequestHead {
+    init(target: TargetURL, headers: [(String, String)]) {
+        self.target = target
+        self.headers = headers
+    }
+
+    /// Every connection sends the next of `tokens`: as `Authorization: Bearer <token>`, or with `queryName` as a
+    /// query parameter on the target.
+    init(target: TargetURL, headers: [(String, String)], tokens: [String], queryName: String?) {
+        self.init(target: target, headers: headers)
+        credentials = tokens.map { token in
+            if let queryName {
+                Credential(requestTarget: appendingQuery(to: target.requestTarget, name: queryName, value: token),
+                           authorization: nil)
+            } else {
+                Credential(requestTarget: target.requestTarget, authorization: "Bearer " + token)
+            }
+        }
+    }
+
+    /// The credential index for the `count`-th connection (0-based), or nil without tokens.
+    func credentialIndex(forConnection count: Int) -> Int? {
+        credentials.isEmpty ? nil : count % credentials.count
+    }
+
+    func head(credential: Int? = nil) -> HTTPRequestHead {
         var headers = HTTPHeaders()
         headers.add(name: "host", value: target.authority)
         headers.add(name: "accept", value: "text/event-stream")
         headers.add(name: "cache-control", value: "no-cache")
         for (name, value) in self.headers { headers.add(name: name, value: value) }
-        return HTTPRequestHead(version: .http1_1, method: .GET, uri: target.requestTarget, headers: headers)
+        var uri = target.requestTarget
+        if let credential {
+            let chosen = credentials[credential]
+            uri = chosen.requestTarget
+            if let authorization = chosen.authorization { headers.add(name: "authorization", value: authorization) }
+        }
+        return HTTPRequestHead(version: .http1_1, method: .GET, uri: uri, headers: headers)
     }
+}
+
+/// `target` with `name=value` added to its query (`?` or `&` as needed). `value` is used as is: JWTs and the
+/// names run.sh passes are URL-safe.
+func appendingQuery(to target: String, name: String, value: String) -> String {
+    let separator = !target.contains("?") ? "?" : (target.hasSuffix("?") || target.hasSuffix("&")) ? "" : "&"
+    return target + separator + name + "=" + value
 }
 
 /// One SSE client connection. `.hold` keeps the stream and checks every event; `.firstEvent` (churn) closes after
@@ -88,6 +134,7 @@ final class StreamClientHandler: ChannelInboundHandler, RemovableChannelHandler 
     private let loop: LoopTally
     private let progress: Progress
     private let plan: RequestPlan
+    private let credential: Int?
     private let mode: Mode
     private let startNanos: UInt64
     private var parser = SSEParser()
@@ -98,16 +145,17 @@ final class StreamClientHandler: ChannelInboundHandler, RemovableChannelHandler 
     private var seenFirst = false
     private var timeout: Scheduled<Void>?
 
-    init(loop: LoopTally, progress: Progress, plan: RequestPlan, mode: Mode, startNanos: UInt64) {
+    init(loop: LoopTally, progress: Progress, plan: RequestPlan, credential: Int?, mode: Mode, startNanos: UInt64) {
         self.loop = loop
         self.progress = progress
         self.plan = plan
+        self.credential = credential
         self.mode = mode
         self.startNanos = startNanos
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        context.write(wrapOutboundOut(.head(plan.head())), promise: nil)
+        context.write(wrapOutboundOut(.head(plan.head(credential: credential))), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         if mode == .firstEvent {
             let channel = context.channel
@@ -213,6 +261,7 @@ final class LoadRun {
     let progress = Progress()
     private let loops: [LoopTally]
     private var nextLoop = 0
+    private var launches = 0
     let plan: RequestPlan
 
     init(plan: RequestPlan) {
@@ -225,6 +274,8 @@ final class LoadRun {
     func launch(mode: StreamClientHandler.Mode) {
         let loop = loops[nextLoop]
         nextLoop = (nextLoop + 1) % loops.count
+        let credential = plan.credentialIndex(forConnection: launches)
+        launches += 1
         let plan = self.plan
         let progress = self.progress
         let start = wallNanos()
@@ -235,7 +286,8 @@ final class LoadRun {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
                     try channel.pipeline.syncOperations.addHandler(
-                        StreamClientHandler(loop: loop, progress: progress, plan: plan, mode: mode, startNanos: start))
+                        StreamClientHandler(loop: loop, progress: progress, plan: plan, credential: credential,
+                                            mode: mode, startNanos: start))
                 }
             }
             .connect(host: plan.target.host, port: plan.target.port)

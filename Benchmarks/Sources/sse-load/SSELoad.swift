@@ -6,7 +6,7 @@ struct SSELoad: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sse-load",
         abstract: "SSE upstream server and load clients for benchmarking SSE proxies (loopback only).",
-        subcommands: [Upstream.self, Client.self, Churn.self]
+        subcommands: [Upstream.self, Client.self, Churn.self, Mint.self]
     )
 }
 
@@ -61,13 +61,59 @@ extension SSELoad {
         var maxInFlight = 5000
         @Option(name: .customLong("header"), help: "Extra request header 'Name: value' (repeatable).")
         var headers: [String] = []
+        @Option(name: .customLong("tokens-file"),
+                help: "One token per line (sse-load mint); each new connection sends the next one, cycling.")
+        var tokensFile: String?
+        @Option(name: .customLong("token-query"),
+                help: "With --tokens-file: send the token as this query parameter instead of Authorization: Bearer.")
+        var tokenQuery: String?
         @Flag(help: "Print one JSON object instead of a table.") var json = false
 
         func run() throws {
-            let plan = RequestPlan(target: try TargetURL(target), headers: try parseHeaders(headers))
+            let target = try TargetURL(target)
+            let headers = try parseHeaders(headers)
+            let plan: RequestPlan
+            if let tokensFile {
+                if let tokenQuery, tokenQuery.isEmpty || tokenQuery.contains(where: { "&=?# ".contains($0) }) {
+                    throw ValidationError("--token-query must be a plain parameter name")
+                }
+                plan = RequestPlan(target: target, headers: headers, tokens: try readTokens(path: tokensFile),
+                                   queryName: tokenQuery)
+            } else {
+                guard tokenQuery == nil else { throw ValidationError("--token-query needs --tokens-file") }
+                plan = RequestPlan(target: target, headers: headers)
+            }
             let report = runChurn(plan: plan, rate: try parseRate(rate), duration: try parseDuration(duration),
                                   maxInFlight: maxInFlight)
             print(json ? report.json() : report.table())
+        }
+    }
+
+    struct Mint: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Generate a fresh key and N distinct JWTs signed with it (for authenticated churn).",
+            discussion: """
+                Writes DIR/tokens.txt (one token per line, each with its own sub and jti, plus aud, iat and \
+                exp = now + lifetime) and DIR/secret.txt (HS256) or DIR/public.pem (RS256, ES256).
+                """)
+
+        @Option(help: "HS256, RS256 or ES256.") var alg: String
+        @Option(help: "Tokens to write.") var count: Int
+        @Option(name: .customLong("out-dir"), help: "Directory for tokens.txt and the key file.") var outDir: String
+        @Option(help: "The aud claim.") var audience = "bench"
+        @Option(help: "exp - iat (e.g. 1h, 30m).") var lifetime = "1h"
+
+        func run() throws {
+            guard let algorithm = JWSAlgorithm(rawValue: alg.uppercased()) else {
+                throw ValidationError("--alg must be one of HS256, RS256, ES256")
+            }
+            guard count > 0 else { throw ValidationError("count must be positive") }
+            let seconds = try parseDuration(lifetime)
+            guard seconds >= 1 else { throw ValidationError("lifetime must be at least 1s") }
+            let result = try mintTokens(algorithm: algorithm, count: count, directory: outDir, audience: audience,
+                                        lifetimeSeconds: Int(seconds))
+            print("minted \(result.count) \(algorithm.rawValue) tokens in "
+                  + String(format: "%.2f", result.seconds) + " s: \(result.tokensPath) (key: \(result.keyPath))")
         }
     }
 }
