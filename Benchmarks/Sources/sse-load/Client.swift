@@ -280,7 +280,7 @@ final class LoadRun {
         let progress = self.progress
         let start = wallNanos()
         ClientBootstrap(group: loop.eventLoop)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(10))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {

@@ -212,7 +212,7 @@ func runUpstream(listen: ListenAddress, defaults: StreamSettings, duration: Doub
     let bootstrap = ServerBootstrap(group: group)
         .serverChannelOption(.backlog, value: 4096)
         .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-        .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+        .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
         .childChannelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
                 let broadcaster = byLoop[ObjectIdentifier(channel.eventLoop)]!
