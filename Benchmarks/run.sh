@@ -68,9 +68,11 @@ RESULTS="$WORK/results.tsv"
 UPSTREAM_PID=""
 PROXY_PID=""
 cleanup() {
+    local status=$?   # the run's own status: a killed child's 143 from `wait` below must not replace it
+    set +e
     [[ -n "$PROXY_PID" ]] && kill "$PROXY_PID" 2>/dev/null && wait "$PROXY_PID" 2>/dev/null
     [[ -n "$UPSTREAM_PID" ]] && kill "$UPSTREAM_PID" 2>/dev/null && wait "$UPSTREAM_PID" 2>/dev/null
-    true
+    exit "$status"
 }
 trap cleanup EXIT
 log "work dir $WORK"
