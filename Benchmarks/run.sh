@@ -34,6 +34,7 @@ for target in $TARGETS; do if [[ $target == gw-* ]]; then AUTH_TARGETS+="$target
 UPSTREAM_ADDR=${UPSTREAM_ADDR:-127.0.0.1:9100}
 GATEWAY_ADDR=${GATEWAY_ADDR:-127.0.0.1:8080}
 GATEWAY_ADMIN_ADDR=${GATEWAY_ADMIN_ADDR:-127.0.0.1:9901}
+GATEWAY_LOG_LEVEL=${GATEWAY_LOG_LEVEL:-info}   # "notice" turns the access log off, like nginx's access_log off
 NGINX_ADDR=${NGINX_ADDR:-127.0.0.1:8090}
 LOAD="$HERE/.build/release/sse-load"
 CLK_TCK=$(getconf CLK_TCK)
@@ -149,7 +150,7 @@ routes:
     path_prefix: /
     upstream: "http://$UPSTREAM_ADDR"
 CONF
-            "$GATEWAY" serve --config "$WORK/gateway.yml" >"$WORK/gateway.log" 2>&1 &
+            "$GATEWAY" serve --config "$WORK/gateway.yml" --log-level "$GATEWAY_LOG_LEVEL" >"$WORK/gateway.log" 2>&1 &
             PROXY_PID=$!
             wait_port "$GATEWAY_ADDR" || return 1
             ;;
@@ -183,7 +184,7 @@ CONF
             if ! "$GATEWAY" check --config "$config" >"$WORK/$1-check.log" 2>&1; then
                 log "$config does not validate:"; cat "$WORK/$1-check.log" >&2; return 1
             fi
-            "$GATEWAY" serve --config "$config" >"$WORK/$1.log" 2>&1 &
+            "$GATEWAY" serve --config "$config" --log-level "$GATEWAY_LOG_LEVEL" >"$WORK/$1.log" 2>&1 &
             PROXY_PID=$!
             wait_port "$GATEWAY_ADDR" || return 1
             ;;
