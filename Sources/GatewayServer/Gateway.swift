@@ -2,7 +2,6 @@ import GatewayCore
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
-import NIOExtras
 import NIOHTTP1
 import NIOPosix
 import ServiceLifecycle
@@ -23,7 +22,7 @@ public final class Gateway: Service, Sendable {
     private let runtimes: RuntimeHolder
     private let connectors: UpstreamConnectors
     private let environment: GatewayEnvironment
-    private let quiescing: ServerQuiescingHelper
+    private let openConnections = OpenConnections()
     private let state = NIOLockedValueBox(ListenerState())
     private let reloadRequestHandler = NIOLockedValueBox<(@Sendable () async -> String?)?>(nil)
 
@@ -48,7 +47,7 @@ public final class Gateway: Service, Sendable {
     }
 
     private struct ListenerState {
-        var gatewayChannel: (any Channel)?
+        var gatewayListener: GatewayListener?
         var adminChannel: (any Channel)?
         var ready = false
         var draining = false
@@ -66,7 +65,6 @@ public final class Gateway: Service, Sendable {
         self.runtimes = RuntimeHolder(try GatewayRuntime(configuration: configuration, logger: logger))
         self.connectors = UpstreamConnectors(group: group)
         self.environment = GatewayEnvironment(logger: logger, metrics: GatewayMetrics(), admission: StreamAdmission())
-        self.quiescing = ServerQuiescingHelper(group: group)
     }
 
     /// The configuration currently used for new requests.
@@ -78,24 +76,24 @@ public final class Gateway: Service, Sendable {
         let configuration = runtimes.current.configuration
         // Keys first: a JWKS is fetched before the listener opens, so the first tokens verify without a refresh.
         await Self.fetchJWKS(runtimes.current)
-        let gatewayChannel = try await bindGateway(configuration)
+        let gatewayListener = try await bindGateway(configuration)
         var adminChannel: (any Channel)?
         if let adminAddress = configuration.admin.listen {
             do {
                 adminChannel = try await bindAdmin(adminAddress)
             } catch {
-                try? await gatewayChannel.close()
+                await gatewayListener.close()
                 throw error
             }
         }
         let jwksTasks = Self.startJWKSRefresh(runtimes.current)
         state.withLockedValue {
-            $0.gatewayChannel = gatewayChannel
+            $0.gatewayListener = gatewayListener
             $0.adminChannel = adminChannel
             $0.ready = true
             $0.jwksTasks = jwksTasks
         }
-        let addresses = BoundAddresses(gateway: gatewayChannel.localAddress!, admin: adminChannel?.localAddress)
+        let addresses = BoundAddresses(gateway: gatewayListener.localAddress!, admin: adminChannel?.localAddress)
         environment.logger.info(
             "sse-gateway listening",
             metadata: [
@@ -108,7 +106,7 @@ public final class Gateway: Service, Sendable {
     }
 
     public func run() async throws {
-        if state.withLockedValue({ $0.gatewayChannel == nil }) {
+        if state.withLockedValue({ $0.gatewayListener == nil }) {
             try await start()
         }
         try? await gracefulShutdown()
@@ -117,21 +115,23 @@ public final class Gateway: Service, Sendable {
 
     /// Stops accepting, drains open requests and streams, and closes the listeners. Safe to call more than once.
     public func shutdown() async {
-        let (drained, adminChannel): (EventLoopFuture<Void>, (any Channel)?) = state.withLockedValue { state in
-            if let drained = state.drained { return (drained, nil) }
+        let (drained, adminChannel, listener, promise) = state.withLockedValue {
+            state -> (EventLoopFuture<Void>, (any Channel)?, GatewayListener?, EventLoopPromise<Void>?) in
+            if let drained = state.drained { return (drained, nil, nil, nil) }
             state.draining = true
             let promise = group.next().makePromise(of: Void.self)
-            if state.gatewayChannel != nil {
-                quiescing.initiateShutdown(promise: promise)
-            } else {
-                promise.succeed()
-            }
             state.drained = promise.futureResult
             let admin = state.adminChannel
             state.adminChannel = nil
             for task in state.jwksTasks { task.cancel() }
             state.jwksTasks = []
-            return (promise.futureResult, admin)
+            return (promise.futureResult, admin, state.gatewayListener, promise)
+        }
+        if let promise {
+            // Stop accepting first, then every open connection (of this listener or of one a reload moved away
+            // from) is told to finish.
+            await listener?.close()
+            openConnections.drain(on: promise.futureResult.eventLoop).cascade(to: promise)
         }
         environment.logger.info("draining: no new connections; open streams are told to reconnect")
         try? await drained.get()
@@ -181,7 +181,7 @@ public final class Gateway: Service, Sendable {
         // stops accepting after the swap; connections it accepted run on untouched.
         let current = runtimes.current.configuration
         let (isServing, isDraining, bound) = state.withLockedValue {
-            ($0.gatewayChannel != nil, $0.draining, (gateway: $0.gatewayChannel?.localAddress?.port, admin: $0.adminChannel?.localAddress?.port))
+            ($0.gatewayListener != nil, $0.draining, (gateway: $0.gatewayListener?.localAddress?.port, admin: $0.adminChannel?.localAddress?.port))
         }
         /// Same host, and the same port or the port a `:0` listener was given.
         func moved(_ new: ListenAddress?, from old: ListenAddress?, boundPort: Int?) -> Bool {
@@ -191,7 +191,7 @@ public final class Gateway: Service, Sendable {
         guard !isDraining else {
             throw ConfigurationError(file: "reload", line: 0, column: 0, keyPath: "", message: "the gateway is draining")
         }
-        var newGateway: (any Channel)?
+        var newGateway: GatewayListener?
         var newAdmin: (any Channel)??
         if isServing, moved(configuration.listen, from: current.listen, boundPort: bound.gateway) {
             newGateway = try await bindGateway(configuration)
@@ -204,17 +204,19 @@ public final class Gateway: Service, Sendable {
                     newAdmin = .some(nil)
                 }
             } catch {
-                try? await newGateway?.close()
+                await newGateway?.close()
                 throw error
             }
         }
         runtimes.replace(with: runtime)
         let tasks = Self.startJWKSRefresh(runtime)
-        let (oldTasks, oldChannels) = state.withLockedValue { state -> ([Task<Void, Never>], [any Channel]) in
+        let (oldTasks, oldChannels, oldListener) = state.withLockedValue {
+            state -> ([Task<Void, Never>], [any Channel], GatewayListener?) in
             var retired: [any Channel] = []
+            var retiredListener: GatewayListener?
             if let newGateway {
-                if let old = state.gatewayChannel { retired.append(old) }
-                state.gatewayChannel = newGateway
+                retiredListener = state.gatewayListener
+                state.gatewayListener = newGateway
             }
             if let newAdmin {
                 if let old = state.adminChannel { retired.append(old) }
@@ -222,10 +224,12 @@ public final class Gateway: Service, Sendable {
             }
             let old = state.jwksTasks
             state.jwksTasks = tasks
-            return (old, retired)
+            return (old, retired, retiredListener)
         }
         for task in oldTasks { task.cancel() }
         for channel in oldChannels { try? await channel.close() }
+        // Its connections run on; `openConnections` still drains them at shutdown.
+        await oldListener?.close()
         if let newGateway {
             environment.logger.notice("listener moved", metadata: ["listen": "\(Self.display(newGateway.localAddress!))"])
         }
@@ -234,7 +238,7 @@ public final class Gateway: Service, Sendable {
     /// The addresses the listeners are bound to now.
     public var boundAddresses: BoundAddresses? {
         state.withLockedValue { state in
-            guard let gateway = state.gatewayChannel?.localAddress else { return nil }
+            guard let gateway = state.gatewayListener?.localAddress else { return nil }
             return BoundAddresses(gateway: gateway, admin: state.adminChannel?.localAddress)
         }
     }
@@ -286,27 +290,24 @@ public final class Gateway: Service, Sendable {
     /// `Benchmarks/`; it still grows to 64 KiB under load.
     static let recvAllocator = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536)
 
-    private func bindGateway(_ configuration: GatewayConfiguration) async throws -> any Channel {
-        let quiescing = self.quiescing
+    private func bindGateway(_ configuration: GatewayConfiguration) async throws -> GatewayListener {
         let runtimes = self.runtimes
         let environment = self.environment
+        let openConnections = self.openConnections
         let pipeline = GatewayPipeline(
             configuration: configuration,
             runtimes: runtimes,
             connectors: connectors,
             environment: environment
         )
-        let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 4096)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .serverChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(quiescing.makeServerChannelHandler(channel: channel))
-                }
-            }
+        return try await GatewayListener.bind(
+            host: configuration.listen.host,
+            port: configuration.listen.port,
+            group: group
+        ) { bootstrap in
             // Child options are set synchronously in the initializer: `childChannelOption` applies each one
             // through its own future chain, several allocations per option on every accepted connection.
-            .childChannelInitializer { channel in
+            bootstrap.childChannelInitializer { channel in
                 let limit = runtimes.current.configuration.limits.maxConnections
                 guard environment.admission.connectionOpened(limit: limit) else {
                     // Over limits.max_connections: refuse at once rather than queue.
@@ -320,9 +321,10 @@ public final class Gateway: Service, Sendable {
                     return channel.eventLoop.makeFailedFuture(error)
                 }
                 channel.closeFuture.whenComplete { _ in environment.admission.connectionClosed() }
+                openConnections.track(channel)
                 return pipeline.configureConnection(channel)
             }
-        return try await bootstrap.bind(host: configuration.listen.host, port: configuration.listen.port).get()
+        }
     }
 }
 

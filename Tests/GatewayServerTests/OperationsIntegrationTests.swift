@@ -116,7 +116,7 @@ final class OperationsIntegrationTests: XCTestCase {
         await upstream.stop()
     }
 
-    func testReloadMovesTheListenerAndKeepsStreamsOnTheOldOne() async throws {
+    func testReloadMovesTheListenerKeepsStreamsOnTheOldOneAndDrainsBoth() async throws {
         let responders = NIOLockedValueBox<[UpstreamResponder]>([])
         let upstream = try await TestUpstream(group: group) { _, responder in
             responder.sseHead()
@@ -141,9 +141,12 @@ final class OperationsIntegrationTests: XCTestCase {
         XCTAssertNil(refused, "the old address no longer accepts")
         for responder in responders.withLockedValue({ $0 }) { responder.body("data: after\n\n") }
         try await stream.wait(for: "the stream accepted by the old listener runs on") { $0.contains("data: after") }
-        await stream.close()
-        await moved.close()
+        // The drain reaches the connections of both listeners: each stream gets its retry hint and ends.
         await gateway.stop()
+        for (client, name) in [(stream, "old"), (moved, "new")] {
+            try await client.waitForClose()
+            XCTAssertTrue(client.text.contains("retry: "), "\(name) listener's stream: \(client.text)")
+        }
         await upstream.stop()
     }
 
