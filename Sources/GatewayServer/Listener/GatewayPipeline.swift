@@ -64,15 +64,24 @@ struct GatewayPipeline: Sendable {
         decoderLimits.maxHeaderListSize = limits.maxHeaderBytes
         decoderLimits.maxHeaderFieldSize = limits.maxHeaderBytes
         let sync = channel.pipeline.syncOperations
-        try sync.configureHTTPServerPipeline(
-            withPipeliningAssistance: true,
-            withErrorHandling: false,
-            withEncoderConfiguration: .init(),
-            withDecoderLimitConfiguration: decoderLimits
-        )
-        // First in the pipeline: before NIO's pipelining handler swallows the quiesce event.
-        try sync.addHandler(DrainSignalHandler(), position: .first)
-        try sync.addHandler(makeClientHandler(clientScheme: clientScheme, isHTTP2: false))
+        // NIO's configureHTTPServerPipeline, with our encoder in place of HTTPResponseEncoder (no allocation per
+        // chunk); the connection handler tells it each request's method (HEAD responses have no body).
+        let encoder = HTTP1ResponseEncoder()
+        try sync.addHandlers([
+            // First: before NIO's pipelining handler swallows the quiesce event.
+            DrainSignalHandler(),
+            encoder,
+            ByteToMessageHandler(
+                HTTPRequestDecoder(
+                    leftOverBytesStrategy: .dropBytes,
+                    informationalResponseStrategy: .drop,
+                    limitConfiguration: decoderLimits
+                )
+            ),
+            HTTPServerPipelineHandler(),
+            NIOHTTPResponseHeadersValidator(),
+            makeClientHandler(clientScheme: clientScheme, isHTTP2: false, responseEncoder: encoder),
+        ])
     }
 
     private func configureHTTP2(_ channel: any Channel) throws {
@@ -118,13 +127,18 @@ struct GatewayPipeline: Sendable {
         try sync.addHandler(DrainDeadlineHandler(deadline: drain.grace.timeAmount + .seconds(1)))
     }
 
-    private func makeClientHandler(clientScheme: String, isHTTP2: Bool) -> ClientConnectionHandler {
+    private func makeClientHandler(
+        clientScheme: String,
+        isHTTP2: Bool,
+        responseEncoder: HTTP1ResponseEncoder? = nil
+    ) -> ClientConnectionHandler {
         ClientConnectionHandler(
             runtimes: runtimes,
             connectors: connectors,
             environment: environment,
             clientScheme: clientScheme,
-            isHTTP2: isHTTP2
+            isHTTP2: isHTTP2,
+            responseEncoder: responseEncoder
         )
     }
 }

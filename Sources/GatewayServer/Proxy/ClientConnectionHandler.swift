@@ -23,6 +23,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
     private let clientScheme: String
     /// An HTTP/2 stream channel: one exchange per channel, no connection-level headers, no keep-alive turn.
     private let isHTTP2: Bool
+    /// The HTTP/1 connection's encoder, told each request's method (it must not send a body answering HEAD).
+    private let responseEncoder: HTTP1ResponseEncoder?
 
     private var context: ChannelHandlerContext?
     private var exchange: ProxyExchange?
@@ -45,13 +47,15 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
         connectors: UpstreamConnectors,
         environment: GatewayEnvironment,
         clientScheme: String,
-        isHTTP2: Bool = false
+        isHTTP2: Bool = false,
+        responseEncoder: HTTP1ResponseEncoder? = nil
     ) {
         self.runtimes = runtimes
         self.connectors = connectors
         self.environment = environment
         self.clientScheme = clientScheme
         self.isHTTP2 = isHTTP2
+        self.responseEncoder = responseEncoder
     }
 
     // MARK: Channel events
@@ -69,6 +73,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let head):
+            responseEncoder?.recordRequestMethod(head.method)
             requestHeadTimer?.cancel()
             requestHeadTimer = nil
             requestEnded = false
