@@ -309,7 +309,7 @@ public final class Gateway: Service, Sendable {
             // through its own future chain, several allocations per option on every accepted connection.
             bootstrap.childChannelInitializer { channel in
                 let limit = runtimes.current.configuration.limits.maxConnections
-                guard environment.admission.connectionOpened(limit: limit) else {
+                guard openConnections.admit(channel, limit: limit) else {
                     // Over limits.max_connections: refuse at once rather than queue.
                     environment.metrics.connectionRejected()
                     return channel.eventLoop.makeFailedFuture(ConnectionLimitReached())
@@ -317,11 +317,9 @@ public final class Gateway: Service, Sendable {
                 do {
                     try Self.setConnectionOptions(channel, waterMark: pipeline.connectionWaterMark)
                 } catch {
-                    environment.admission.connectionClosed()
+                    // NIO closes the channel, which untracks it.
                     return channel.eventLoop.makeFailedFuture(error)
                 }
-                channel.closeFuture.whenComplete { _ in environment.admission.connectionClosed() }
-                openConnections.track(channel)
                 return pipeline.configureConnection(channel)
             }
         }

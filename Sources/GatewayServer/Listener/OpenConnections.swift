@@ -6,7 +6,8 @@ import NIOCore
 /// The drain needs them all: the per-loop sockets of the current listener, and the sockets a reload moved away from,
 /// whose connections run on after their listener closed. (NIO's `ServerQuiescingHelper` follows one server channel
 /// and completes at once if that channel is closed already, so it cannot wait for a retired listener's connections.)
-/// Touched once when a connection opens and once when it closes, never per request or event.
+/// Touched once when a connection opens and once when it closes, never per request or event; it also enforces
+/// `limits.max_connections`, since it holds the count anyway.
 final class OpenConnections: Sendable {
     private struct State {
         var channels: [ObjectIdentifier: any Channel] = [:]
@@ -16,16 +17,17 @@ final class OpenConnections: Sendable {
 
     private let state = NIOLockedValueBox(State())
 
-    /// How many connections are open.
-    var count: Int { state.withLockedValue { $0.channels.count } }
-
-    /// Tracks `channel` until it closes; a connection accepted after the drain began is told to quiesce at once.
-    func track(_ channel: any Channel) {
+    /// Tracks `channel` until it closes, or returns `false` (tracking nothing) if `limit` connections are open
+    /// already (`limits.max_connections`). A connection accepted after the drain began is told to quiesce at once.
+    func admit(_ channel: any Channel, limit: Int) -> Bool {
         let id = ObjectIdentifier(channel)
-        let draining = state.withLockedValue { state -> Bool in
+        // nil: refused; else whether the drain has begun.
+        let draining = state.withLockedValue { state -> Bool? in
+            guard state.channels.count < limit else { return nil }
             state.channels[id] = channel
             return state.drained != nil
         }
+        guard let draining else { return false }
         channel.closeFuture.whenComplete { [self] _ in
             let emptied = state.withLockedValue { state -> EventLoopPromise<Void>? in
                 state.channels[id] = nil
@@ -34,6 +36,7 @@ final class OpenConnections: Sendable {
             emptied?.succeed()
         }
         if draining { Self.quiesce(channel) }
+        return true
     }
 
     /// Tells every open connection to finish (`ChannelShouldQuiesceEvent`); the future completes when all closed.
@@ -45,7 +48,7 @@ final class OpenConnections: Sendable {
             state.drained = promise
             return (Array(state.channels.values), promise)
         }
-        if channels.isEmpty, count == 0 {
+        if channels.isEmpty, state.withLockedValue({ $0.channels.isEmpty }) {
             drained.succeed()
         }
         for channel in channels { Self.quiesce(channel) }

@@ -2,7 +2,7 @@ import GatewayCore
 import NIOConcurrencyHelpers
 
 /// Overload protection shared by every event loop: concurrent streams per route and per verified subject, new
-/// streams per second per client IP, and connections for the whole gateway.
+/// streams per second per client IP. (The connection limit is `OpenConnections.admit`.)
 ///
 /// A lock per decision: this is the per-request path, never the per-event one.
 final class StreamAdmission: Sendable {
@@ -16,27 +16,11 @@ final class StreamAdmission: Sendable {
         var streamsByRoute: [String: Int] = [:]
         var streamsBySubject: [String: Int] = [:]
         var bucketsByIP: [String: TokenBucket] = [:]
-        var connections = 0
     }
 
     private let state = NIOLockedValueBox(State())
     /// Above this many tracked IPs, full buckets are forgotten (they would admit anyway).
     private let maxTrackedIPs = 50_000
-
-    /// Counts a new client connection; `false` if the gateway already holds `limit`.
-    func connectionOpened(limit: Int) -> Bool {
-        state.withLockedValue { state in
-            guard state.connections < limit else { return false }
-            state.connections += 1
-            return true
-        }
-    }
-
-    func connectionClosed() {
-        state.withLockedValue { $0.connections -= 1 }
-    }
-
-    var openConnections: Int { state.withLockedValue { $0.connections } }
 
     /// The per-IP rate limit, checked before any token is verified (floods are refused cheaply).
     func admitNewRequest(clientIP: String?, newStreamsPerSecond: Double?, now: Double) -> GatewayError? {
