@@ -38,12 +38,26 @@ public struct EventBoundaryTracker: Sendable {
         scan(buffer, stoppingAtFirstBoundary: stoppingAtFirstBoundary)
     }
 
+    /// `consume(_:)` over raw bytes (chunk data inside a larger read).
+    public mutating func consume(_ bytes: UnsafeRawBufferPointer) {
+        _ = scan(bytes, stoppingAtFirstBoundary: false)
+    }
+
+    /// `consume(_:stoppingAtFirstBoundary:)` over raw bytes.
+    public mutating func consume(_ bytes: UnsafeRawBufferPointer, stoppingAtFirstBoundary: Bool) -> Int? {
+        scan(bytes, stoppingAtFirstBoundary: stoppingAtFirstBoundary)
+    }
+
     private mutating func scan(_ buffer: ByteBuffer, stoppingAtFirstBoundary: Bool) -> Int? {
+        buffer.withUnsafeReadableBytes { scan($0, stoppingAtFirstBoundary: stoppingAtFirstBoundary) }
+    }
+
+    private mutating func scan(_ bytes: UnsafeRawBufferPointer, stoppingAtFirstBoundary: Bool) -> Int? {
         var lineHasContent = self.lineHasContent
         var blockHasContent = self.blockHasContent
         var afterCarriageReturn = self.afterCarriageReturn
         var completedEvents = self.completedEvents
-        let boundaryEnd: Int? = buffer.withUnsafeReadableBytes { bytes -> Int? in
+        let boundaryEnd: Int? = { () -> Int? in
             var index = 0
             while index < bytes.count {
                 let byte = bytes[index]
@@ -74,7 +88,7 @@ public struct EventBoundaryTracker: Sendable {
                 }
             }
             return nil
-        }
+        }()
         self.lineHasContent = lineHasContent
         self.blockHasContent = blockHasContent
         self.afterCarriageReturn = afterCarriageReturn
