@@ -142,7 +142,10 @@ final class HandlerTests: XCTestCase {
         final class Client: UpstreamConnectionDelegate {
             var writable = false
             var mayReadUpstream: Bool { writable }
-            func upstreamReceived(_ part: HTTPClientResponsePart) {}
+            func upstreamHead(_ head: HTTPResponseHead, framing: UpstreamResponseDecoder.BodyFraming) -> Bool { false }
+            func upstreamBody(_ data: ByteBuffer) {}
+            func upstreamWire(_ bytes: ByteBuffer) throws {}
+            func upstreamEnd() {}
             func upstreamReadComplete() {}
             func upstreamWritabilityChanged(isWritable: Bool) {}
             func upstreamClosed(error: (any Error)?) {}

@@ -58,6 +58,8 @@ public struct StreamRelayStateMachine: Sendable {
     private var heldSizeLine: ByteBuffer?
     /// The upstream's last chunk was seen (wire mode): nothing more of its bytes goes to the client.
     private var wireEnded = false
+    /// The upstream's framing was malformed (wire mode): what the client was sent cannot be ended cleanly.
+    private var wireBroken = false
 
     /// Body bytes (chunk data, not framing) relayed so far.
     public private(set) var relayedBodyBytes = 0
@@ -104,7 +106,8 @@ public struct StreamRelayStateMachine: Sendable {
     public enum ChunkEnding: Sendable, Equatable {
         /// Write these bytes (if any) to complete the chunk in progress; then the last chunk may follow.
         case complete(ByteBuffer?)
-        /// The chunk in progress promised more than `maxChunkCompletionBytes`: close the connection instead.
+        /// The chunk in progress promised more than `maxChunkCompletionBytes`, or the upstream's framing broke:
+        /// close the connection instead.
         case impossible
     }
 
@@ -138,6 +141,33 @@ public struct StreamRelayStateMachine: Sendable {
         } else {
             closing = nil
         }
+        do {
+            try scanWire(buffer, held: &held, forwardEnd: &forwardEnd, cut: &cut, closing: closing)
+        } catch {
+            wireBroken = true
+            state = .finished
+            throw error
+        }
+        guard let cut else { return .relay(held: held, length: forwardEnd) }
+        state = .finished
+        wireEnded = true
+        heldSizeLine = nil
+        return .relayPrefixAndFinish(
+            held: held,
+            length: cut.length,
+            ending: Self.chunkEnding(.data(remaining: cut.openBytes), atEventBoundary: true),
+            closingFrame: cut.frame,
+            reason: cut.reason
+        )
+    }
+
+    private mutating func scanWire(
+        _ buffer: ByteBuffer,
+        held: inout ByteBuffer?,
+        forwardEnd: inout Int,
+        cut: inout (length: Int, openBytes: Int, reason: StreamCloseReason, frame: ByteBuffer?)?,
+        closing: (reason: StreamCloseReason, frame: ByteBuffer?)?
+    ) throws(ChunkedFramingError) {
         try buffer.withUnsafeReadableBytes { (bytes) throws(ChunkedFramingError) in
             var index = 0
             scanning: while true {
@@ -186,23 +216,13 @@ public struct StreamRelayStateMachine: Sendable {
                 }
             }
         }
-        guard let cut else { return .relay(held: held, length: forwardEnd) }
-        state = .finished
-        wireEnded = true
-        heldSizeLine = nil
-        return .relayPrefixAndFinish(
-            held: held,
-            length: cut.length,
-            ending: Self.chunkEnding(.data(remaining: cut.openBytes), atEventBoundary: true),
-            closingFrame: cut.frame,
-            reason: cut.reason
-        )
     }
 
     /// How to end a wire-mode response now (the upstream closed, or the gateway ends the stream at an event
     /// boundary): what completes the chunk the client is in the middle of. A held size line is dropped.
     public mutating func wireEnding() -> ChunkEnding {
         heldSizeLine = nil
+        guard !wireBroken else { return .impossible }
         guard passesChunkedWire, !wireEnded else { return .complete(nil) }
         wireEnded = true
         return Self.chunkEnding(chunks.openChunk, atEventBoundary: tracker.isAtEventBoundary)

@@ -17,14 +17,36 @@ final class HTTP1ResponseEncoder: ChannelOutboundHandler, RemovableChannelHandle
     private var isChunked = false
     private var suppressBody = false
     private var frames: ChunkFrames?
+    private var context: ChannelHandlerContext?
 
     /// The method of the request the next final response answers (the connection handler calls it per request head).
     func recordRequestMethod(_ method: HTTPMethod) {
         requestMethods.append(method)
     }
 
+    /// Whether the response in progress has a chunked body (its head was written, its end not yet).
+    var isWritingChunkedBody: Bool { isChunked }
+
+    /// Writes bytes that are already chunk framing and data (an upstream's chunked body passed through) straight
+    /// below this handler: the handlers above see nothing of them, and nothing is framed twice. Only while
+    /// `isWritingChunkedBody`, and only whole chunks, or parts of one that later writes complete.
+    func writeChunkedWire(_ bytes: ByteBuffer) {
+        precondition(isChunked, "chunked wire bytes for a response that is not chunked")
+        context!.write(wrapOutboundOut(.byteBuffer(bytes)), promise: nil)
+    }
+
+    /// Flushes from here (what was written above has reached the channel already: no handler above holds writes).
+    func flush() {
+        context?.flush()
+    }
+
     func handlerAdded(context: ChannelHandlerContext) {
         frames = ChunkFrames.forCurrentThread()
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {

@@ -406,31 +406,68 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
 
     var mayReadUpstream: Bool { context?.channel.isWritable ?? false }
 
-    func upstreamReceived(_ part: HTTPClientResponsePart) {
+    func upstreamHead(_ head: HTTPResponseHead, framing: UpstreamResponseDecoder.BodyFraming) -> Bool {
+        guard let exchange, let context else { return false }
+        return relayResponseHead(head, framing: framing, exchange: exchange, context: context)
+    }
+
+    func upstreamBody(_ data: ByteBuffer) {
         guard let exchange, let context else { return }
-        switch part {
-        case .head(let head):
-            relayResponseHead(head, exchange: exchange, context: context)
-        case .body(let buffer):
-            // Mutated in place (no copy of the state machine per chunk).
-            guard let action = exchange.relay?.upstreamBodyReceived(buffer) else {
-                preconditionFailure("upstream body before its head")
-            }
-            switch action {
-            case .relay:
-                exchange.bytesRelayed += buffer.readableBytes
-                context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-                exchange.needsFlush = true
-            case .relayPrefixAndFinish(let length, let frame, let reason):
-                exchange.bytesRelayed += length
-                context.write(wrapOutboundOut(.body(.byteBuffer(buffer.getSlice(at: buffer.readerIndex, length: length)!))), promise: nil)
-                finishResponse(exchange, closingFrame: frame, outcome: reason.rawValue, reuseUpstream: false)
-            }
-        case .end:
-            exchange.relay?.upstreamEnded()
-            exchange.responseEnded = true
-            finishResponse(exchange, closingFrame: nil, outcome: "upstream_closed", reuseUpstream: true)
+        // Mutated in place (no copy of the state machine per chunk).
+        guard let action = exchange.relay?.upstreamBodyReceived(data) else {
+            preconditionFailure("upstream body before its head")
         }
+        switch action {
+        case .relay:
+            context.write(wrapOutboundOut(.body(.byteBuffer(data))), promise: nil)
+            exchange.needsFlush = true
+        case .relayPrefixAndFinish(let length, let frame, let reason):
+            context.write(
+                wrapOutboundOut(.body(.byteBuffer(data.getSlice(at: data.readerIndex, length: length)!))),
+                promise: nil
+            )
+            finishResponse(exchange, closingFrame: frame, outcome: reason.rawValue, reuseUpstream: false)
+        }
+    }
+
+    func upstreamWire(_ bytes: ByteBuffer) throws {
+        guard let exchange, let encoder = responseEncoder else { return }
+        guard let action = try exchange.relay?.upstreamWireReceived(bytes) else {
+            preconditionFailure("upstream body before its head")
+        }
+        switch action {
+        case .relay(let held, let length):
+            writeWire(held: held, bytes, length: length, exchange: exchange, encoder: encoder)
+        case .relayPrefixAndFinish(let held, let length, let ending, let frame, let reason):
+            writeWire(held: held, bytes, length: length, exchange: exchange, encoder: encoder)
+            finishResponse(exchange, closingFrame: frame, outcome: reason.rawValue, reuseUpstream: false, ending: ending)
+        }
+    }
+
+    /// Passes upstream chunk framing and data to the client as they came: a held size line, then the read.
+    private func writeWire(
+        held: ByteBuffer?,
+        _ bytes: ByteBuffer,
+        length: Int,
+        exchange: ProxyExchange,
+        encoder: HTTP1ResponseEncoder
+    ) {
+        if let held {
+            encoder.writeChunkedWire(held)
+            exchange.needsFlush = true
+        }
+        guard length > 0 else { return }
+        encoder.writeChunkedWire(
+            length == bytes.readableBytes ? bytes : bytes.getSlice(at: bytes.readerIndex, length: length)!
+        )
+        exchange.needsFlush = true
+    }
+
+    func upstreamEnd() {
+        guard let exchange else { return }
+        exchange.relay?.upstreamEnded()
+        exchange.responseEnded = true
+        finishResponse(exchange, closingFrame: nil, outcome: "upstream_closed", reuseUpstream: true)
     }
 
     func upstreamReadComplete() {
@@ -440,7 +477,11 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
         if exchange.needsFlush {
             exchange.needsFlush = false
             exchange.lastClientWrite = now
-            context.flush()
+            if let responseEncoder {
+                responseEncoder.flush()
+            } else {
+                context.flush()
+            }
         }
     }
 
@@ -495,16 +536,18 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
 
     // MARK: Response side
 
-    private func relayResponseHead(_ head: HTTPResponseHead, exchange: ProxyExchange, context: ChannelHandlerContext) {
-        if head.status.code >= 100 && head.status.code < 200 {
-            return  // informational (100 Continue): the final head follows; NIO's decoder reports it separately
-        }
+    /// Relays the final response head; returns whether the body's chunk framing passes through as it came.
+    private func relayResponseHead(
+        _ head: HTTPResponseHead,
+        framing: UpstreamResponseDecoder.BodyFraming,
+        exchange: ProxyExchange,
+        context: ChannelHandlerContext
+    ) -> Bool {
         exchange.responseHeaderTimer?.cancel()
         exchange.responseHeaderTimer = nil
         exchange.responseStatus = head.status
         exchange.upstreamKeepAlive = head.isKeepAlive
         let isEventStream = ResponseHeaderRewriter.isEventStream(head.headers)
-        exchange.relay = StreamRelayStateMachine(isEventStream: isEventStream)
         exchange.metrics.timeToFirstByte.recordNanoseconds((NIODeadline.now() - exchange.startedAt).nanoseconds)
         if isEventStream {
             exchange.countedAsStream = true
@@ -521,6 +564,9 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
         let clientHead = HTTPResponseHead(version: exchange.clientHead.version, status: head.status, headers: headers)
         context.write(wrapOutboundOut(.head(clientHead)), promise: nil)
         exchange.needsFlush = true
+        // An upstream's chunks can go to a client whose response is chunked too (HTTP/1.1) as they came.
+        let passesChunkedWire = framing == .chunked && responseEncoder?.isWritingChunkedBody == true
+        exchange.relay = StreamRelayStateMachine(isEventStream: isEventStream, passesChunkedWire: passesChunkedWire)
         if isEventStream, let heartbeat = exchange.route.heartbeat {
             scheduleHeartbeat(exchange, after: heartbeat.timeAmount, context: context)
         }
@@ -546,6 +592,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
         if draining, isEventStream {
             requestStreamClose(exchange, reason: .draining)
         }
+        return passesChunkedWire
     }
 
     private func apply(_ action: StreamRelayStateMachine.Action, exchange: ProxyExchange, context: ChannelHandlerContext) {
@@ -561,10 +608,35 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
     }
 
     /// Ends the client's response cleanly (chunked terminator) and releases or closes the upstream.
-    private func finishResponse(_ exchange: ProxyExchange, closingFrame: ByteBuffer?, outcome: String, reuseUpstream: Bool) {
+    ///
+    /// A chunked body passed through as wire bytes first gets its open chunk completed (`ending`, or the relay's
+    /// `wireEnding()`); one that cannot be completed cleanly closes the client connection instead.
+    private func finishResponse(
+        _ exchange: ProxyExchange,
+        closingFrame: ByteBuffer?,
+        outcome: String,
+        reuseUpstream: Bool,
+        ending: StreamRelayStateMachine.ChunkEnding? = nil
+    ) {
         guard let context, self.exchange === exchange else { return }
         exchange.cancelTimers()
         self.exchange = nil
+        if exchange.relay?.passesChunkedWire == true, let encoder = responseEncoder {
+            switch ending ?? exchange.relay!.wireEnding() {
+            case .complete(let bytes):
+                if let bytes { encoder.writeChunkedWire(bytes) }
+            case .impossible:
+                exchange.upstream?.handler.delegate = nil
+                exchange.upstream?.channel.close(promise: nil)
+                exchange.upstream = nil
+                logFinished(exchange, outcome: outcome)
+                // The complete events already written go out first (an empty write completes after them).
+                let written = context.eventLoop.makePromise(of: Void.self)
+                context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(ByteBuffer()))), promise: written)
+                written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+                return
+            }
+        }
         if let frame = closingFrame {
             context.write(wrapOutboundOut(.body(.byteBuffer(frame))), promise: nil)
         }
@@ -806,7 +878,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
             environment.admission.release(ticket)
         }
         environment.metrics.requestFinished(route: route, status: code)
-        exchange.metrics.bytesRelayed.increment(by: exchange.bytesRelayed)
+        let bytes = exchange.relay?.relayedBodyBytes ?? 0
+        exchange.metrics.bytesRelayed.increment(by: bytes)
         if exchange.countedAsStream {
             exchange.countedAsStream = false
             exchange.metrics.openStreams.decrement()
@@ -816,7 +889,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
         }
         accessLog(
             method: exchange.clientHead.method.rawValue, uri: exchange.clientHead.uri, runtime: exchange.runtime,
-            route: route, status: code, durationNanoseconds: duration.nanoseconds, bytes: exchange.bytesRelayed,
+            route: route, status: code, durationNanoseconds: duration.nanoseconds, bytes: bytes,
             events: events, subject: exchange.identity?.subject, upstream: exchange.endpoint.logName,
             outcome: outcome, reason: nil
         )

@@ -29,7 +29,6 @@ final class ProxyExchange {
     var responseStatus: HTTPResponseStatus?
     var upstreamKeepAlive = false
     var responseEnded = false
-    var bytesRelayed = 0
     /// Upstream bytes written to the client but not yet flushed.
     var needsFlush = false
     var lastClientWrite: NIODeadline

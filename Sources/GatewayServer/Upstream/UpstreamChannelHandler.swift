@@ -1,3 +1,4 @@
+import GatewayCore
 import NIOCore
 import NIOHTTP1
 
@@ -5,7 +6,15 @@ import NIOHTTP1
 ///
 /// Both channels live on the same event loop, so these calls are plain synchronous method calls.
 protocol UpstreamConnectionDelegate: AnyObject {
-    func upstreamReceived(_ part: HTTPClientResponsePart)
+    /// The final response head. Returns `true` to receive a chunked body as wire bytes (`upstreamWire`), framing and
+    /// all, instead of decoded data.
+    func upstreamHead(_ head: HTTPResponseHead, framing: UpstreamResponseDecoder.BodyFraming) -> Bool
+    /// Body data, framing removed.
+    func upstreamBody(_ data: ByteBuffer)
+    /// A chunked body's bytes exactly as received. Throwing (malformed framing) closes the upstream with that error.
+    func upstreamWire(_ bytes: ByteBuffer) throws
+    /// The response is complete.
+    func upstreamEnd()
     func upstreamReadComplete()
     func upstreamWritabilityChanged(isWritable: Bool)
     func upstreamClosed(error: (any Error)?)
@@ -13,15 +22,17 @@ protocol UpstreamConnectionDelegate: AnyObject {
     var mayReadUpstream: Bool { get }
 }
 
-/// The tail handler of an upstream channel: hands response parts to the exchange using the connection, and holds
-/// back reads while the client is not writable (backpressure from a slow client reaches the upstream's TCP window).
+/// The tail handler of an upstream channel: decodes responses (`UpstreamResponseDecoder`) and hands them to the
+/// exchange using the connection, and holds back reads while the client is not writable (backpressure from a slow
+/// client reaches the upstream's TCP window). Requests go out through NIO's `HTTPRequestEncoder` below it.
 final class UpstreamChannelHandler: ChannelDuplexHandler {
-    typealias InboundIn = HTTPClientResponsePart
+    typealias InboundIn = ByteBuffer
     typealias OutboundIn = HTTPClientRequestPart
     typealias OutboundOut = HTTPClientRequestPart
 
     /// The exchange currently using this connection; `nil` while idle in the pool.
     weak var delegate: (any UpstreamConnectionDelegate)?
+    private var decoder = UpstreamResponseDecoder()
     private var pendingRead = false
     private var firstError: (any Error)?
     private(set) var context: ChannelHandlerContext?
@@ -36,13 +47,41 @@ final class UpstreamChannelHandler: ChannelDuplexHandler {
         self.context = nil
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard let delegate else {
-            // Bytes on an idle connection: the upstream is confused; never reuse it.
-            context.close(promise: nil)
-            return
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .head(let head) = unwrapOutboundIn(data) {
+            decoder.requestSent(method: head.method)
         }
-        delegate.upstreamReceived(unwrapInboundIn(data))
+        context.write(data, promise: promise)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        do {
+            while true {
+                let event = try decoder.next(&buffer)
+                if case .needMore = event { return }
+                guard let delegate else {
+                    // A response nobody waits for any more (the exchange gave the connection up): never reuse it.
+                    context.close(promise: nil)
+                    return
+                }
+                switch event {
+                case .head(let head, let framing):
+                    if delegate.upstreamHead(head, framing: framing) { decoder.passChunkedWire() }
+                case .body(let data):
+                    delegate.upstreamBody(data)
+                case .wire(let bytes):
+                    try delegate.upstreamWire(bytes)
+                case .end:
+                    delegate.upstreamEnd()
+                case .needMore:
+                    return
+                }
+            }
+        } catch {
+            // Malformed response, or bytes with no request outstanding (then on an idle pooled connection).
+            errorCaught(context: context, error: error)
+        }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -60,6 +99,11 @@ final class UpstreamChannelHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        let ending = decoder.endOfInput()
+        if delegate != nil, ending == .ended, firstError == nil {
+            // A body delimited by the close: it is complete.
+            delegate?.upstreamEnd()
+        }
         if let delegate {
             self.delegate = nil
             delegate.upstreamClosed(error: firstError)

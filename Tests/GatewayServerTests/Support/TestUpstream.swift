@@ -31,6 +31,24 @@ struct UpstreamResponder: Sendable {
         channel.writeAndFlush(HTTPServerResponsePart.end(nil), promise: nil)
     }
 
+    /// Writes bytes exactly as given, below NIO's HTTP encoder: for heads and chunk framing the test controls
+    /// (use it for the whole response, not mixed with `head`/`body`).
+    func raw(_ text: String) {
+        let channel = self.channel
+        channel.eventLoop.execute {
+            guard let encoder = try? channel.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self)
+            else { return }
+            encoder.writeAndFlush(NIOAny(ByteBuffer(string: text)), promise: nil)
+        }
+    }
+
+    /// `raw`, one part after another with a pause between, so each part is its own read at the gateway.
+    func rawParts(_ parts: [String], every interval: TimeAmount = .milliseconds(40)) {
+        for (index, part) in parts.enumerated() {
+            channel.eventLoop.scheduleTask(in: interval * Int64(index)) { self.raw(part) }
+        }
+    }
+
     /// Closes with FIN (an orderly close mid-response).
     func close() {
         channel.close(promise: nil)

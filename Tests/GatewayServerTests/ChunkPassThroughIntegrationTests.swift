@@ -1,0 +1,137 @@
+import GatewayCore
+import GatewayServer
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import XCTest
+
+/// An upstream's chunked body reaches an HTTP/1.1 client with its framing as it came (one write per upstream read),
+/// minus the last chunk and trailers; other clients get the data framed anew. Upstreams here write raw bytes, so
+/// size lines split across reads, chunk extensions, trailers and broken framing are the test's to choose.
+final class ChunkPassThroughIntegrationTests: XCTestCase {
+    let group = MultiThreadedEventLoopGroup.singleton
+
+    static let sseHead = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+
+    /// One chunk: hex size, optional extension, CRLF, data, CRLF.
+    static func chunk(_ data: String, extension ext: String = "") -> String {
+        String(data.utf8.count, radix: 16) + ext + "\r\n" + data + "\r\n"
+    }
+
+    /// The bytes after the response head.
+    static func body(_ raw: String) -> String {
+        guard let end = raw.range(of: "\r\n\r\n") else { return "" }
+        return String(raw[end.upperBound...])
+    }
+
+    func testUpstreamChunksReachTheClientAsTheyCameWithoutTheLastChunkAndTrailers() async throws {
+        let first = Self.chunk("id: 1\ndata: one\n\n", extension: ";source=test")
+        let second = Self.chunk("id: 2\ndata: two\n\nid: 3\ndata: three\n\n")
+        let splitEvent = Self.chunk("id: 4\ndata: fo") + Self.chunk("ur\n\n")
+        let sizeLineSplit = Self.chunk("id: 5\ndata: five\n\n")
+        let parts = [
+            Self.sseHead + first,
+            second,
+            splitEvent,
+            String(sizeLineSplit.prefix(1)),  // half a size line: held back until the rest arrives
+            String(sizeLineSplit.dropFirst()),
+            "0\r\nx-upstream-trailer: secret\r\n\r\n",
+        ]
+        let upstream = try await TestUpstream(group: group) { _, responder in responder.rawParts(parts) }
+        let gateway = try await GatewayHarness.start(routes: [route(upstream: upstream)], group: group)
+        let client = try await gateway.connect(group: group)
+        try await client.get("/events/feed")
+        let text = try await client.wait(for: "the end of the response") { $0.hasSuffix("0\r\n\r\n") }
+
+        XCTAssertTrue(text.lowercased().contains("transfer-encoding: chunked\r\n"), text)
+        XCTAssertEqual(
+            Self.body(text),
+            first + second + splitEvent + sizeLineSplit + "0\r\n\r\n",
+            "the upstream's chunks byte for byte, then the gateway's own last chunk"
+        )
+        XCTAssertFalse(text.contains("secret"), "upstream trailers are not passed on")
+        XCTAssertEqual(
+            RawClient.dechunk(text),
+            "id: 1\ndata: one\n\nid: 2\ndata: two\n\nid: 3\ndata: three\n\nid: 4\ndata: four\n\nid: 5\ndata: five\n\n"
+        )
+        await client.close()
+        await gateway.stop()
+        await upstream.stop()
+    }
+
+    func testHTTP10ClientGetsTheDataWithoutChunkFraming() async throws {
+        let parts = [Self.sseHead + Self.chunk("data: one\n\n"), Self.chunk("data: two\n\n") + "0\r\n\r\n"]
+        let upstream = try await TestUpstream(group: group) { _, responder in responder.rawParts(parts) }
+        let gateway = try await GatewayHarness.start(routes: [route(upstream: upstream)], group: group)
+        let client = try await gateway.connect(group: group)
+        try await client.send("GET /events/feed HTTP/1.0\r\nHost: gateway.test\r\nAccept: text/event-stream\r\n\r\n")
+        try await client.waitForClose()
+        XCTAssertTrue(client.text.hasPrefix("HTTP/1.0 200"), client.text)
+        XCTAssertFalse(client.text.lowercased().contains("transfer-encoding"), client.text)
+        XCTAssertEqual(Self.body(client.text), "data: one\n\ndata: two\n\n", "close-delimited, framing removed")
+        await gateway.stop()
+        await upstream.stop()
+    }
+
+    func testUpstreamCloseInsideAChunkStillEndsTheClientsChunkedBodyValidly() async throws {
+        // The second chunk promises 20 bytes and delivers 9 ("data: par") before the upstream closes.
+        let parts = [Self.sseHead + Self.chunk("data: one\n\n"), "14\r\ndata: par"]
+        let upstream = try await TestUpstream(group: group) { _, responder in
+            responder.rawParts(parts)
+            responder.channel.eventLoop.scheduleTask(in: .milliseconds(150)) { responder.close() }
+        }
+        let gateway = try await GatewayHarness.start(routes: [route(upstream: upstream)], group: group)
+        let client = try await gateway.connect(group: group)
+        try await client.get("/events/feed")
+        let text = try await client.wait(for: "the end of the response") { $0.hasSuffix("0\r\n\r\n") }
+        // The owed 11 bytes are spaces: the cut line stays unterminated, so an EventSource discards the partial event.
+        XCTAssertEqual(
+            Self.body(text),
+            Self.chunk("data: one\n\n") + "14\r\ndata: par" + String(repeating: " ", count: 11) + "\r\n0\r\n\r\n"
+        )
+        await client.close()
+        await gateway.stop()
+        await upstream.stop()
+    }
+
+    func testMalformedUpstreamFramingIsNeverPassedOn() async throws {
+        let parts = [Self.sseHead + Self.chunk("data: one\n\n"), "zz\r\nnot a chunk\r\n"]
+        let upstream = try await TestUpstream(group: group) { _, responder in responder.rawParts(parts) }
+        let gateway = try await GatewayHarness.start(routes: [route(upstream: upstream)], group: group)
+        let client = try await gateway.connect(group: group)
+        try await client.get("/events/feed")
+        let text = try await client.wait(for: "the end of the response") { $0.hasSuffix("0\r\n\r\n") }
+        XCTAssertEqual(Self.body(text), Self.chunk("data: one\n\n") + "0\r\n\r\n")
+        await client.close()
+        await gateway.stop()
+        await upstream.stop()
+    }
+
+    func testHeartbeatWaitsForTheEndOfAnOpenChunk() async throws {
+        // An event boundary inside a chunk whose data continues later: a heartbeat there would break the framing.
+        let data = ("data: one\n\n", "data: two, after a pause\n\n")
+        let size = String(data.0.utf8.count + data.1.utf8.count, radix: 16)
+        let parts = [size + "\r\n" + data.0, data.1 + "\r\n"]
+        let upstream = try await TestUpstream(group: group) { _, responder in
+            responder.raw(Self.sseHead)
+            responder.channel.eventLoop.scheduleTask(in: .milliseconds(20)) { responder.raw(parts[0]) }
+            responder.channel.eventLoop.scheduleTask(in: .milliseconds(700)) { responder.raw(parts[1]) }
+        }
+        let gateway = try await GatewayHarness.start(
+            routes: [route(upstream: upstream) { $0.heartbeat = .milliseconds(100) }],
+            group: group
+        )
+        let client = try await gateway.connect(group: group)
+        try await client.get("/events/feed")
+        let text = try await client.wait(for: "the second part and a heartbeat after it") {
+            $0.contains("after a pause") && $0.hasSuffix(": keep-alive\n\n\r\n")
+        }
+        XCTAssertTrue(
+            Self.body(text).hasPrefix(parts[0] + parts[1] + "e\r\n: keep-alive\n\n\r\n"),
+            "no heartbeat inside the open chunk: \(Self.body(text))"
+        )
+        await client.close()
+        await gateway.stop()
+        await upstream.stop()
+    }
+}
