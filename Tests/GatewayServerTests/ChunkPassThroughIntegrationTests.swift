@@ -107,6 +107,30 @@ final class ChunkPassThroughIntegrationTests: XCTestCase {
         await upstream.stop()
     }
 
+    func testMalformedUpstreamHeadsGet502AndNoRetry() async throws {
+        let heads = [
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 5\r\n\r\n",  // smuggling-prone
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nx-folded: a\r\n b\r\n\r\n",  // obsolete folding
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello",
+            "HTTP/2.0 200 OK\r\n\r\n",
+        ]
+        for head in heads {
+            let upstream = try await TestUpstream(group: group) { _, responder in responder.raw(head) }
+            let gateway = try await GatewayHarness.start(routes: [route(upstream: upstream)], group: group)
+            let client = try await gateway.connect(group: group)
+            try await client.get("/events/feed")
+            let text = try await client.wait(for: "a 502") { $0.contains("\r\n\r\n{") && $0.hasSuffix("}") }
+            XCTAssertTrue(text.hasPrefix("HTTP/1.1 502 Bad Gateway\r\n"), "\(head): \(text)")
+            XCTAssertTrue(text.contains("upstream sent a malformed response"), text)
+            XCTAssertEqual(upstream.requests.count, 1, "no retry of a malformed response")
+            let samples = OperationsIntegrationTests.samples(gateway.gateway.metricsExposition())
+            XCTAssertEqual(samples[#"sse_gateway_upstream_errors_total{route="events",kind="protocol"}"#], 1)
+            await client.close()
+            await gateway.stop()
+            await upstream.stop()
+        }
+    }
+
     func testHeartbeatWaitsForTheEndOfAnOpenChunk() async throws {
         // An event boundary inside a chunk whose data continues later: a heartbeat there would break the framing.
         let data = ("data: one\n\n", "data: two, after a pause\n\n")

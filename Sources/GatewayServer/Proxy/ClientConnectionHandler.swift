@@ -495,6 +495,11 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
         guard let exchange, let context else { return }
         exchange.upstream = nil
         if exchange.relay == nil {
+            if let malformed = error as? UpstreamResponseError {
+                environment.metrics.upstreamError(route: exchange.route.name, kind: "protocol")
+                failBeforeResponse(.badGateway("upstream sent a malformed response: \(malformed)"), context: context)
+                return
+            }
             // Nothing relayed yet. A reused keep-alive connection may simply have been stale: retry once.
             if let previous = exchange.pendingRetryCandidate, previous {
                 exchange.retriedStaleConnection = true
