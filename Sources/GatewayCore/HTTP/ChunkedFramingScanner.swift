@@ -33,9 +33,9 @@ public struct ChunkedFramingScanner: Sendable, Hashable {
         case done
     }
 
-    /// A size line (digits and extensions) longer than this is refused.
+    /// A size line longer than this (digits and extensions, not counting its CRLF) is refused.
     public static let maxSizeLineBytes = 4096
-    /// A trailer section longer than this is refused.
+    /// A trailer section longer than this (every line with its CRLF, the final blank line included) is refused.
     public static let maxTrailerBytes = 16384
 
     private var state = State.sizeDigits
@@ -128,9 +128,10 @@ public struct ChunkedFramingScanner: Sendable, Hashable {
                 let byte = bytes[index]
                 index += 1
                 lineLength += 1
-                guard lineLength <= Self.maxSizeLineBytes else { throw .sizeLineTooLong }
                 if byte == UInt8(ascii: "\r") {
                     state = .sizeLineFeed
+                } else if lineLength > Self.maxSizeLineBytes {
+                    throw .sizeLineTooLong
                 } else if Self.isControl(byte) {
                     throw .invalidSizeLine
                 }
@@ -171,6 +172,7 @@ public struct ChunkedFramingScanner: Sendable, Hashable {
                 guard bytes[index] == UInt8(ascii: "\n") else { throw .invalidLineEnding }
                 index += 1
                 trailerBytes += 1
+                guard trailerBytes <= Self.maxTrailerBytes else { throw .trailersTooLong }
                 guard hasContent else {
                     state = .done
                     return .end

@@ -64,6 +64,8 @@ public struct UpstreamResponseDecoder: Sendable {
     /// Bytes of the current head line so far, excluding CR (to find the blank line across reads).
     private var headLineLength = 0
     private var headHasLine = false
+    /// Some of the response to the request outstanding arrived (an interim 1xx counts).
+    private var responseBegun = false
     private var scanner = ChunkedFramingScanner()
 
     public init(maxHeadBytes: Int = 65536) {
@@ -84,6 +86,7 @@ public struct UpstreamResponseDecoder: Sendable {
         state = .head(method: method)
         headLineLength = 0
         headHasLine = false
+        responseBegun = false
     }
 
     /// For the chunked body whose head was just returned: report its bytes as `.wire`, framing and all.
@@ -130,7 +133,7 @@ public struct UpstreamResponseDecoder: Sendable {
         }
         switch state {
         case .idle: return .idle
-        case .head: return partialHead == nil && !headHasLine && headLineLength == 0 ? .idle : .truncated
+        case .head: return responseBegun ? .truncated : .idle
         case .untilClose, .ending: return .ended
         case .contentLength, .chunked: return .truncated
         }
@@ -182,6 +185,7 @@ public struct UpstreamResponseDecoder: Sendable {
     /// The complete head (status line through the blank line), or `nil` having kept a partial one.
     private mutating func readHead(_ buffer: inout ByteBuffer) throws -> ByteBuffer? {
         guard buffer.readableBytes > 0 else { return nil }
+        responseBegun = true
         let end: Int? = buffer.withUnsafeReadableBytes { bytes in
             for index in 0..<bytes.count {
                 let byte = bytes[index]
@@ -234,12 +238,16 @@ public struct UpstreamResponseDecoder: Sendable {
     static func framing(of head: HTTPResponseHead, method: HTTPMethod) throws -> BodyFraming {
         let code = head.status.code
         if method == .HEAD || code == 204 || code == 304 { return .none }
-        let codings = head.headers[canonicalForm: "transfer-encoding"]
-        let lengths = head.headers[canonicalForm: "content-length"]
+        // Raw values split here (NIO's `canonicalForm` drops empty elements, which must not go unnoticed).
+        let codings = Self.listElements(head.headers["transfer-encoding"])
+        let lengths = Self.listElements(head.headers["content-length"])
         if !codings.isEmpty {
             guard lengths.isEmpty else { throw UpstreamResponseError.conflictingFraming }
             let chunked = codings.map { $0.lowercased() == "chunked" }
-            guard !chunked.dropLast().contains(true) else { throw UpstreamResponseError.conflictingFraming }
+            // Chunked at most once (RFC 9112 §7); not last: the body runs until the close (§6.3 rule 4).
+            guard chunked.filter({ $0 }).count <= 1, !codings.contains(where: \.isEmpty) else {
+                throw UpstreamResponseError.conflictingFraming
+            }
             return chunked.last! ? .chunked : .untilClose
         }
         guard let first = lengths.first else { return .untilClose }
@@ -247,6 +255,18 @@ public struct UpstreamResponseDecoder: Sendable {
             first.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }), let length = Int(first)
         else { throw UpstreamResponseError.invalidContentLength }
         return .contentLength(length)
+    }
+
+    /// The comma-separated elements of every copy of a field, trimmed, empty ones kept.
+    private static func listElements(_ values: [String]) -> [Substring] {
+        values.flatMap { value in
+            value.split(separator: ",", omittingEmptySubsequences: false).map { element in
+                var element = element
+                while let first = element.first, first == " " || first == "\t" { element.removeFirst() }
+                while let last = element.last, last == " " || last == "\t" { element.removeLast() }
+                return element
+            }
+        }
     }
 
     /// Parses a complete head: status line, fields, blank line. Lines end in LF, optionally preceded by CR.
@@ -349,7 +369,7 @@ public struct UpstreamResponseError: Error, Sendable, Hashable, CustomStringConv
         case unsupportedVersion = "unsupported HTTP version"
         case invalidField = "invalid header field"
         case switchingProtocols = "unexpected 101 Switching Protocols"
-        case conflictingFraming = "conflicting Transfer-Encoding and Content-Length"
+        case conflictingFraming = "conflicting or repeated framing (Transfer-Encoding, Content-Length)"
         case invalidContentLength = "invalid Content-Length"
     }
 
