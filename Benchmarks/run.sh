@@ -220,16 +220,16 @@ scenario_label() {
 }
 CHURN_RATE=$(scale 500)
 CHURN_SECONDS=$(dur 20 10)
-run_load() {  # scenario base_url json_out target
-    local token_args=()
+run_load() {  # scenario base_url json_out target [--watch-pid PID ...]
+    local token_args=() watch_args=("${@:5}")
     if [[ $4 == gw-* ]]; then token_args=(--tokens-file "$WORK/jwt-${4#gw-}/tokens.txt"); fi
     case "$1" in
         a) "$LOAD" client --target "$2/a?interval_ms=1000&size=100" --streams "$(scale 1000)" \
-               --duration "$(dur 30s 15s)" --ramp 2000/s "${HEADER_ARGS[@]}" --json >"$3" ;;
+               --duration "$(dur 30s 15s)" --ramp 2000/s "${HEADER_ARGS[@]}" "${watch_args[@]}" --json >"$3" ;;
         b) "$LOAD" client --target "$2/b?interval_ms=10000&size=100" --streams "$(scale 9000)" \
-               --duration "$(dur 50s 25s)" --ramp 2000/s "${HEADER_ARGS[@]}" --json >"$3" ;;
+               --duration "$(dur 50s 25s)" --ramp 2000/s "${HEADER_ARGS[@]}" "${watch_args[@]}" --json >"$3" ;;
         c) "$LOAD" client --target "$2/c?interval_ms=5&size=200" --streams "$(scale 100)" --duration "$(dur 20s 10s)" \
-               --ramp 2000/s "${HEADER_ARGS[@]}" --json >"$3" ;;
+               --ramp 2000/s "${HEADER_ARGS[@]}" "${watch_args[@]}" --json >"$3" ;;
         # gw-* targets: each connection sends the next of the minted tokens (all distinct, so every one is verified
         # rather than served from the gateway's verified-token cache)
         d) "$LOAD" churn --target "$2/d?interval_ms=1000&size=100" --rate "$CHURN_RATE/s" \
@@ -239,7 +239,7 @@ run_load() {  # scenario base_url json_out target
 
 run_case() {  # scenario target
     local scenario=$1 target=$2 out="$WORK/$1-$2.json"
-    local idle=0 peak=0 cpu0=0 cpu1=0 rss load_pid
+    local idle=0 peak=0 cpu0=0 cpu1=0 rss load_pid watch=() pid
     if [[ $target != direct ]]; then
         if ! start_proxy "$target"; then
             log "$target did not start; skipping $scenario/$target (logs in $WORK)"
@@ -248,9 +248,11 @@ run_case() {  # scenario target
         fi
         idle=$(rss_kib "$PROXY_PID")
         cpu0=$(cpu_ticks "$PROXY_PID")
+        # The load tool reads these processes' CPU time itself at the start and end of its steady phase.
+        for pid in $(proc_tree "$PROXY_PID"); do watch+=(--watch-pid "$pid"); done
     fi
     log "scenario $scenario -> $target"
-    run_load "$scenario" "$(base_url "$target")" "$out" "$target" &
+    run_load "$scenario" "$(base_url "$target")" "$out" "$target" "${watch[@]}" &
     load_pid=$!
     while kill -0 "$load_pid" 2>/dev/null; do
         if [[ $target != direct ]]; then
@@ -273,6 +275,8 @@ run_case() {  # scenario target
         | (if .mode == "churn" then .succeeded else .events end) as $work
         | [$s, $t, $held, $rate, $lat.p50, $lat.p99, $lat.p999,
            (if $t == "direct" or $work == 0 then "-" else ($cpu / $tck) / $work * 1e6 end),
+           (if .steady_proxy_cpu_seconds == null or .steady_events == 0 then "-"
+            else .steady_proxy_cpu_seconds / .steady_events * 1e6 end),
            (if $t == "direct" or $held == 0 or .mode == "churn" then "-" else ($peak - $idle) / $held end),
            (.streams_failed + .streams_closed_early), (.sequence_gaps + .reorders + .duplicates)]
         | @tsv' "$out" >>"$RESULTS"
@@ -317,34 +321,34 @@ awk -F'\t' -v labels="$LABELS" '
 BEGIN {
     n = split(labels, parts, ";")
     for (i = 1; i <= n; i++) if (parts[i] != "") { split(parts[i], kv, "="); label[kv[1]] = kv[2] }
-    fmt = "%-24s %-8s %7s %10s %9s %9s %9s %10s %11s %10s %6s %6s\n"
+    fmt = "%-24s %-8s %7s %10s %9s %9s %9s %10s %11s %10s %10s %6s %6s\n"
     printf fmt, "scenario", "target", "held", "events/s", "p50 ms", "p99 ms", "p99.9 ms", "+p99 ms", "CPU s/Mev",
-        "KiB/strm", "fail", "seq!"
+        "steady", "KiB/strm", "fail", "seq!"
 }
 function ms(us) { return sprintf("%.2f", us / 1000) }
 function num(x, f) { return x == "-" ? "-" : sprintf(f, x) }
 function ratio(a, b) { return (a == "-" || b == "-" || b + 0 == 0) ? "-" : sprintf("%.2fx", a / b) }
 {
     s = $1; t = $2; order[++rows] = s SUBSEP t; seen[s] = 1
-    held[s,t] = $3; rate[s,t] = $4; p50[s,t] = $5; p99[s,t] = $6; p999[s,t] = $7; cpu[s,t] = $8; kib[s,t] = $9
-    fail[s,t] = $10; seq[s,t] = $11
+    held[s,t] = $3; rate[s,t] = $4; p50[s,t] = $5; p99[s,t] = $6; p999[s,t] = $7; cpu[s,t] = $8; steady[s,t] = $9
+    kib[s,t] = $10; fail[s,t] = $11; seq[s,t] = $12
 }
 END {
     for (r = 1; r <= rows; r++) {
         split(order[r], k, SUBSEP); s = k[1]; t = k[2]
         added = ((s, "direct") in p99 && t != "direct") ? ms(p99[s,t] - p99[s,"direct"]) : "-"
         printf fmt, label[s], t, held[s,t], sprintf("%.0f", rate[s,t]), ms(p50[s,t]), ms(p99[s,t]), ms(p999[s,t]),
-            added, num(cpu[s,t], "%.2f"), num(kib[s,t], "%.1f"), fail[s,t], seq[s,t]
+            added, num(cpu[s,t], "%.2f"), num(steady[s,t], "%.2f"), num(kib[s,t], "%.1f"), fail[s,t], seq[s,t]
         if (t ~ /^gw-/ && (s, "gateway") in p99) {   # verification cost: authenticated over auth-off gateway
             printf fmt, label[s], substr(t, 4) "/gw", "", ratio(rate[s,t], rate[s,"gateway"]),
                 ratio(p50[s,t], p50[s,"gateway"]), ratio(p99[s,t], p99[s,"gateway"]),
-                ratio(p999[s,t], p999[s,"gateway"]), "", ratio(cpu[s,t], cpu[s,"gateway"]), "", "", ""
+                ratio(p999[s,t], p999[s,"gateway"]), "", ratio(cpu[s,t], cpu[s,"gateway"]), "", "", "", ""
         }
         if (t == "nginx" && (s, "gateway") in p99) {
             printf fmt, label[s], "gw/nginx", "", ratio(rate[s,"gateway"], rate[s,"nginx"]),
                 ratio(p50[s,"gateway"], p50[s,"nginx"]), ratio(p99[s,"gateway"], p99[s,"nginx"]),
                 ratio(p999[s,"gateway"], p999[s,"nginx"]), "", ratio(cpu[s,"gateway"], cpu[s,"nginx"]),
-                ratio(kib[s,"gateway"], kib[s,"nginx"]), "", ""
+                ratio(steady[s,"gateway"], steady[s,"nginx"]), ratio(kib[s,"gateway"], kib[s,"nginx"]), "", ""
         }
     }
 }' "$RESULTS"

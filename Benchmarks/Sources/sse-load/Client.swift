@@ -319,7 +319,12 @@ final class LoadRun {
 }
 
 /// `sse-load client`: holds `streams` connections for `duration` seconds.
-func runClient(plan: RequestPlan, streams: Int, duration: Double, rampPerSecond: Double) -> ClientReport {
+///
+/// With `watchPIDs`, the processes' CPU time is read when the steady phase starts and when it ends (before any
+/// connection closes), so the report can give the proxy's CPU per event without connection set-up and teardown.
+func runClient(
+    plan: RequestPlan, streams: Int, duration: Double, rampPerSecond: Double, watchPIDs: [Int32] = []
+) -> ClientReport {
     let limit = raiseOpenFileLimit()
     let run = LoadRun(plan: plan)
     let start = monotonicSeconds()
@@ -337,16 +342,23 @@ func runClient(plan: RequestPlan, streams: Int, duration: Double, rampPerSecond:
     while run.progress.settled.load(ordering: .relaxed) < launched && monotonicSeconds() < start + duration / 2 {
         sleepSeconds(0.01)
     }
+    let cpuAtSteadyStart = watchPIDs.isEmpty ? nil : cpuTicks(of: watchPIDs)
     run.onEveryLoop { $0.steady = true }
     let steadyStart = monotonicSeconds()
     sleepSeconds(end - monotonicSeconds())
+    run.onEveryLoop { $0.steady = false }
     let steadyEnd = monotonicSeconds()
+    let cpuAtSteadyEnd = watchPIDs.isEmpty ? nil : cpuTicks(of: watchPIDs)
     let tally = run.finish()
-    return ClientReport(
+    var report = ClientReport(
         mode: "client", target: plan.target.authority + plan.target.requestTarget, nofileLimit: limit,
         streamsRequested: streams, streamsLaunched: launched, tally: tally,
         durationSeconds: steadyEnd - start, steadySeconds: steadyEnd - steadyStart
     )
+    if let cpuAtSteadyStart, let cpuAtSteadyEnd {
+        report.steadyProxyCPUSeconds = Double(cpuAtSteadyEnd - cpuAtSteadyStart) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+    return report
 }
 
 /// `sse-load churn`: a new connection per stream at `rate`, each reads one event and closes.

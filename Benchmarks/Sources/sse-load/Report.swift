@@ -29,6 +29,8 @@ struct ClientReport: Encodable {
     var skippedInFlightCap: Int?
     var durationSeconds: Double
     var steadySeconds: Double
+    /// CPU time of the watched proxy processes during the steady phase (`--watch-pid`), seconds.
+    var steadyProxyCPUSeconds: Double?
     /// Send-to-receive latency, µs, steady phase (ramp phase if the run never became steady).
     var latencyMicros: Percentiles
     /// Latency during the ramp, µs.
@@ -103,6 +105,10 @@ struct ClientReport: Encodable {
         }
         lines.append(row("events received", "\(events) (steady \(steadyEvents))"))
         lines.append(row("events/s (steady)", String(format: "%.1f", eventsPerSecond)))
+        if let cpu = steadyProxyCPUSeconds, steadyEvents > 0 {
+            lines.append(row("proxy CPU (steady)", String(format: "%.2f s, %.2f s per million events", cpu,
+                                                          cpu / Double(steadyEvents) * 1e6)))
+        }
         lines += percentiles("latency", latencyMicros)
         lines += percentiles("time to first event", timeToFirstEventMicros)
         lines.append(row("seq gaps / reorders / dups", "\(sequenceGaps) / \(reorders) / \(duplicates)"

@@ -39,13 +39,16 @@ extension SSELoad {
         @Option(help: "Connection opening rate (e.g. 2000/s).") var ramp = "2000/s"
         @Option(name: .customLong("header"), help: "Extra request header 'Name: value' (repeatable).")
         var headers: [String] = []
+        @Option(name: .customLong("watch-pid"),
+                help: "A proxy process whose CPU time to read at the start and end of the steady phase (repeatable).")
+        var watchPIDs: [Int32] = []
         @Flag(help: "Print one JSON object instead of a table.") var json = false
 
         func run() throws {
             guard streams > 0 else { throw ValidationError("streams must be positive") }
             let plan = RequestPlan(target: try TargetURL(target), headers: try parseHeaders(headers))
             let report = runClient(plan: plan, streams: streams, duration: try parseDuration(duration),
-                                   rampPerSecond: try parseRate(ramp))
+                                   rampPerSecond: try parseRate(ramp), watchPIDs: watchPIDs)
             print(json ? report.json() : report.table())
         }
     }

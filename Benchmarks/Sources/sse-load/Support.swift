@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Foundation
 import NIOCore
 
 /// Wall-clock nanoseconds (CLOCK_REALTIME): the upstream stamps events with it and the client on the same machine
@@ -172,4 +173,18 @@ func sleepSeconds(_ seconds: Double) {
 /// Seconds on the monotonic clock, for the controller's own scheduling.
 func monotonicSeconds() -> Double {
     Double(NIODeadline.now().uptimeNanoseconds) / 1e9
+}
+
+/// utime + stime of the given processes, in clock ticks (`/proc/PID/stat` fields 14 and 15); a process that is gone
+/// counts 0.
+func cpuTicks(of pids: [Int32]) -> Int {
+    pids.reduce(0) { total, pid in
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let afterName = stat.range(of: ") ", options: .backwards)
+        else { return total }
+        // Fields after the name start at field 3 (state): utime and stime are the 12th and 13th of them.
+        let fields = stat[afterName.upperBound...].split(separator: " ")
+        guard fields.count > 12, let user = Int(fields[11]), let system = Int(fields[12]) else { return total }
+        return total + user + system
+    }
 }
