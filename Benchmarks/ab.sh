@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# A/B of two sse-gateway binaries on one scenario: runs them alternately against the same sse-load upstream and
+# prints the gateway's CPU seconds per million events (churn: per million connections) for each run, so a change can
+# be seen past the ~10% spread between runs. Loopback only. Usage:
+#   Benchmarks/ab.sh BINARY_A BINARY_B [a|c|d] [ROUNDS]
+# a = 1,000 streams x 1 event/s (20 s), c = 100 streams x 200 events/s (15 s), d = churn 500/s (15 s). The CPU is
+# the gateway's over the whole sse-load run (set-up included), as run.sh's "CPU s/Mev" column.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+[[ $# -ge 2 ]] || { sed -n '2,7p' "$0"; exit 2; }
+A=$1 B=$2 SCENARIO=${3:-c} ROUNDS=${4:-2}
+LOAD="$HERE/.build/release/sse-load"
+UPSTREAM_ADDR=${UPSTREAM_ADDR:-127.0.0.1:9100}
+GATEWAY_ADDR=${GATEWAY_ADDR:-127.0.0.1:8080}
+ulimit -n "$(ulimit -Hn)"
+WORK=$(mktemp -d /tmp/sse-ab.XXXXXX)
+cat >"$WORK/gateway.yml" <<CONF
+listen: "$GATEWAY_ADDR"
+admin: {listen: "127.0.0.1:0"}
+routes:
+  - name: bench
+    path_prefix: /
+    upstream: "http://$UPSTREAM_ADDR"
+CONF
+"$LOAD" upstream --listen "$UPSTREAM_ADDR" --duration 1h >"$WORK/upstream.log" 2>&1 &
+UPSTREAM_PID=$!
+trap 'kill $UPSTREAM_PID 2>/dev/null || true' EXIT
+sleep 1
+
+run_once() {  # binary
+    "$1" serve --config "$WORK/gateway.yml" >"$WORK/gateway.log" 2>&1 &
+    local pid=$! url="http://$GATEWAY_ADDR"
+    sleep 1
+    local t0; t0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    case $SCENARIO in
+        a) "$LOAD" client --target "$url/a?interval_ms=1000&size=100" --streams 1000 --duration 20s --json ;;
+        c) "$LOAD" client --target "$url/c?interval_ms=5&size=200" --streams 100 --duration 15s --json ;;
+        d) "$LOAD" churn --target "$url/d?interval_ms=1000&size=100" --rate 500/s --duration 15s --json ;;
+    esac >"$WORK/out.json"
+    local t1; t1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    jq -r --argjson cpu $((t1 - t0)) --argjson tck "$(getconf CLK_TCK)" --arg bin "$1" '
+        (if .mode == "churn" then .succeeded else .events end) as $work
+        | "\($bin): \(($cpu / $tck) / $work * 1e6 * 10 | round / 10) CPU s per million \(if .mode == "churn"
+            then "connections" else "events" end) (fail \(.streams_failed), seq \(.sequence_gaps + .reorders))"' \
+        "$WORK/out.json"
+}
+
+for _ in $(seq "$ROUNDS"); do run_once "$A"; run_once "$B"; done
