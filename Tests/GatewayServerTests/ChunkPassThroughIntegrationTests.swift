@@ -59,6 +59,31 @@ final class ChunkPassThroughIntegrationTests: XCTestCase {
         await upstream.stop()
     }
 
+    func testUpstreamConnectionIsReusedAfterAPassedThroughChunkedResponseWithTrailers() async throws {
+        let upstream = try await TestUpstream(group: group) { request, responder in
+            responder.sseHead()
+            responder.body("data: \(request.head.uri.suffix(3))\n\n")
+            responder.end(trailers: ["x-upstream-trailer": "secret"])
+        }
+        let gateway = try await GatewayHarness.start(routes: [route(upstream: upstream)], group: group)
+        let client = try await gateway.connect(group: group)
+        try await client.get("/events/one")
+        try await client.wait(for: "the first response") { $0.hasSuffix("0\r\n\r\n") }
+        try await client.get("/events/two")
+        let text = try await client.wait(for: "the second response") {
+            $0.components(separatedBy: "0\r\n\r\n").count == 3
+        }
+        let responses = text.components(separatedBy: "HTTP/1.1 200 OK\r\n").filter { !$0.isEmpty }
+        XCTAssertEqual(responses.map { Self.body("HTTP/1.1 200 OK\r\n" + $0) }, [
+            Self.chunk("data: one\n\n") + "0\r\n\r\n", Self.chunk("data: two\n\n") + "0\r\n\r\n",
+        ])
+        XCTAssertFalse(text.contains("secret"), "upstream trailers are not passed on")
+        XCTAssertEqual(upstream.connectionsAccepted, 1, "the response's end was found: the connection went back to the pool")
+        await client.close()
+        await gateway.stop()
+        await upstream.stop()
+    }
+
     func testHTTP10ClientGetsTheDataWithoutChunkFraming() async throws {
         let parts = [Self.sseHead + Self.chunk("data: one\n\n"), Self.chunk("data: two\n\n") + "0\r\n\r\n"]
         let upstream = try await TestUpstream(group: group) { _, responder in responder.rawParts(parts) }

@@ -27,8 +27,8 @@ struct UpstreamResponder: Sendable {
         channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(string: text))), promise: nil)
     }
 
-    func end() {
-        channel.writeAndFlush(HTTPServerResponsePart.end(nil), promise: nil)
+    func end(trailers: HTTPHeaders? = nil) {
+        channel.writeAndFlush(HTTPServerResponsePart.end(trailers), promise: nil)
     }
 
     /// Writes bytes exactly as given, below NIO's HTTP encoder: for heads and chunk framing the test controls
