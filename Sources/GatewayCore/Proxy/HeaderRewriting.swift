@@ -116,7 +116,7 @@ public enum ResponseHeaderRewriter {
         return HopByHopHeaders.equalsIgnoringCase(mediaType, "text/event-stream")
     }
 
-    /// Upstream headers -> client headers: hop-by-hop removed (incl. Transfer-Encoding: the client side re-frames);
+    /// Upstream headers -> client headers: hop-by-hop removed (incl. Transfer-Encoding: the client side sets its own framing);
     /// for event streams: Cache-Control set to "no-cache" (replacing any), "X-Accel-Buffering: no" added,
     /// Content-Length removed, Content-Encoding left as the upstream sent it.
     ///
