@@ -522,20 +522,14 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
         if Self.isReset(error) {
             // Mid-stream reset: drop the client connection so EventSource reconnects (never fake a clean end).
             environment.metrics.upstreamError(route: exchange.route.name, kind: "reset")
-            exchange.cancelTimers()
-            self.exchange = nil
-            logFinished(exchange, outcome: "upstream_reset")
-            context.close(promise: nil)
+            abort(exchange, outcome: "upstream_reset", context: context)
             return
         }
         if exchange.relay?.isEventStream == true {
             finishResponse(exchange, closingFrame: nil, outcome: "upstream_closed", reuseUpstream: false)
         } else {
             // A truncated plain body cannot be ended cleanly (its length would lie): close the client.
-            exchange.cancelTimers()
-            self.exchange = nil
-            logFinished(exchange, outcome: "upstream_truncated")
-            context.close(promise: nil)
+            abort(exchange, outcome: "upstream_truncated", context: context)
         }
     }
 
@@ -631,14 +625,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
             case .complete(let bytes):
                 if let bytes { encoder.writeChunkedWire(bytes) }
             case .impossible:
-                exchange.upstream?.handler.delegate = nil
-                exchange.upstream?.channel.close(promise: nil)
-                exchange.upstream = nil
-                logFinished(exchange, outcome: outcome)
-                // The complete events already written go out first (an empty write completes after them).
-                let written = context.eventLoop.makePromise(of: Void.self)
-                context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(ByteBuffer()))), promise: written)
-                written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+                // The complete events already written still go out.
+                abort(exchange, outcome: outcome, context: context, afterWritten: true)
                 return
             }
         }
@@ -664,6 +652,33 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
             // The upstream answered before the client finished its body: we cannot resynchronise, so close.
             endPromise.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         }
+    }
+
+    /// Ends the exchange without a clean end of the client's response (a clean end would lie: a reset or truncated
+    /// upstream, a stalled one, a slow client, a chunk that cannot be completed): closes the upstream, logs, and closes
+    /// the client connection — after what was already written, with `afterWritten`.
+    private func abort(
+        _ exchange: ProxyExchange,
+        outcome: String,
+        context: ChannelHandlerContext,
+        afterWritten: Bool = false
+    ) {
+        exchange.cancelTimers()
+        if self.exchange === exchange { self.exchange = nil }
+        if let upstream = exchange.upstream {
+            exchange.upstream = nil
+            upstream.handler.delegate = nil
+            upstream.channel.close(promise: nil)
+        }
+        logFinished(exchange, outcome: outcome)
+        guard afterWritten else {
+            context.close(promise: nil)
+            return
+        }
+        // An empty write completes after every write before it.
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(ByteBuffer()))), promise: written)
+        written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 
     /// After a response: close if the connection must not be reused, else wait for the next request head.
@@ -813,11 +828,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
                 if exchange.relay?.isAtEventBoundary == true, exchange.relay?.isEventStream == true {
                     self.finishResponse(exchange, closingFrame: nil, outcome: "upstream_idle", reuseUpstream: false)
                 } else {
-                    self.exchange = nil
-                    exchange.cancelTimers()
-                    exchange.upstream?.channel.close(promise: nil)
-                    self.logFinished(exchange, outcome: "upstream_idle")
-                    context.close(promise: nil)
+                    self.abort(exchange, outcome: "upstream_idle", context: context)
                 }
             } else {
                 self.scheduleIdleCheck(exchange, after: idle - silentFor, context: context)
@@ -827,14 +838,12 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
 
     private func slowClientTimedOut() {
         guard let context, !context.channel.isWritable else { return }
-        if let exchange {
-            self.exchange = nil
-            exchange.cancelTimers()
-            exchange.upstream?.channel.close(promise: nil)
-            exchange.metrics.slowClientsDropped.increment()
-            logFinished(exchange, outcome: "slow_client")
+        guard let exchange else {
+            context.close(promise: nil)
+            return
         }
-        context.close(promise: nil)
+        exchange.metrics.slowClientsDropped.increment()
+        abort(exchange, outcome: "slow_client", context: context)
     }
 
     // MARK: Drain
