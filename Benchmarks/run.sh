@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Benchmarks sse-gateway against nginx (issue 5): the same SSE upstream reached directly, through sse-gateway and
 # through nginx, under the same load. Loopback only. Usage:
-#   Benchmarks/run.sh [--quick] [--gateway PATH] [--targets "direct gateway gateway-auth nginx"]
+#   Benchmarks/run.sh [--quick] [--gateway PATH] [--targets "direct gateway gateway-auth nio-floor nginx"]
 #                     [--scenarios "a b c d"] [--header "Name: value"]
 # --quick runs every scenario at 1/10 scale (smoke test). gateway-auth = gw-hs256 gw-rs256 gw-es256: sse-gateway
-# verifying a fresh JWT per connection (scenario d only). See README.md for the columns.
+# verifying a fresh JWT per connection (scenario d only). nio-floor = `sse-load floor-proxy`, the cheapest proxy
+# SwiftNIO channels can be (bytes glued, no HTTP): the floor under the gateway. See README.md for the columns.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 GATEWAY="$HERE/../.build/release/sse-gateway"
 QUICK=0
-TARGETS="direct gateway gateway-auth nginx"
+TARGETS="direct gateway gateway-auth nio-floor nginx"
 SCENARIOS="a b c d"
 HEADER_ARGS=()
 while [[ $# -gt 0 ]]; do
@@ -36,6 +37,7 @@ GATEWAY_ADDR=${GATEWAY_ADDR:-127.0.0.1:8080}
 GATEWAY_ADMIN_ADDR=${GATEWAY_ADMIN_ADDR:-127.0.0.1:9901}
 GATEWAY_LOG_LEVEL=${GATEWAY_LOG_LEVEL:-info}   # "notice" turns the access log off, like nginx's access_log off
 NGINX_ADDR=${NGINX_ADDR:-127.0.0.1:8090}
+FLOOR_ADDR=${FLOOR_ADDR:-127.0.0.1:8070}
 LOAD="$HERE/.build/release/sse-load"
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -110,6 +112,11 @@ rss_kib() {
 # --- the three targets ---
 start_proxy() {  # target
     case "$1" in
+        nio-floor)
+            "$LOAD" floor-proxy --listen "$FLOOR_ADDR" --upstream "$UPSTREAM_ADDR" --duration 2h >"$WORK/floor.log" 2>&1 &
+            PROXY_PID=$!
+            wait_port "$FLOOR_ADDR" || return 1
+            ;;
         nginx)
             mkdir -p "$WORK/nginx/logs"
             cat >"$WORK/nginx/nginx.conf" <<CONF
@@ -204,6 +211,7 @@ base_url() {
         direct) echo "http://$UPSTREAM_ADDR" ;;
         gateway|gw-*) echo "http://$GATEWAY_ADDR" ;;
         nginx) echo "http://$NGINX_ADDR" ;;
+        nio-floor) echo "http://$FLOOR_ADDR" ;;
     esac
 }
 
@@ -283,7 +291,7 @@ run_case() {  # scenario target
     sleep 1
 }
 
-for addr in "$UPSTREAM_ADDR" "$GATEWAY_ADDR" "$GATEWAY_ADMIN_ADDR" "$NGINX_ADDR"; do
+for addr in "$UPSTREAM_ADDR" "$GATEWAY_ADDR" "$GATEWAY_ADMIN_ADDR" "$NGINX_ADDR" "$FLOOR_ADDR"; do
     if (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null; then
         log "something already listens on $addr: stop it first (the benchmark needs that port)"; exit 1
     fi
@@ -321,7 +329,7 @@ awk -F'\t' -v labels="$LABELS" '
 BEGIN {
     n = split(labels, parts, ";")
     for (i = 1; i <= n; i++) if (parts[i] != "") { split(parts[i], kv, "="); label[kv[1]] = kv[2] }
-    fmt = "%-24s %-8s %7s %10s %9s %9s %9s %10s %11s %10s %10s %6s %6s\n"
+    fmt = "%-24s %-9s %7s %10s %9s %9s %9s %10s %11s %10s %10s %6s %6s\n"
     printf fmt, "scenario", "target", "held", "events/s", "p50 ms", "p99 ms", "p99.9 ms", "+p99 ms", "CPU s/Mev",
         "steady", "KiB/strm", "fail", "seq!"
 }
@@ -349,6 +357,12 @@ END {
                 ratio(p50[s,"gateway"], p50[s,"nginx"]), ratio(p99[s,"gateway"], p99[s,"nginx"]),
                 ratio(p999[s,"gateway"], p999[s,"nginx"]), "", ratio(cpu[s,"gateway"], cpu[s,"nginx"]),
                 ratio(steady[s,"gateway"], steady[s,"nginx"]), ratio(kib[s,"gateway"], kib[s,"nginx"]), "", ""
+        }
+        if (t == "nginx" && (s, "nio-floor") in p99) {   # what NIO channels alone cost, against nginx
+            printf fmt, label[s], "floor/ngx", "", ratio(rate[s,"nio-floor"], rate[s,"nginx"]),
+                ratio(p50[s,"nio-floor"], p50[s,"nginx"]), ratio(p99[s,"nio-floor"], p99[s,"nginx"]),
+                ratio(p999[s,"nio-floor"], p999[s,"nginx"]), "", ratio(cpu[s,"nio-floor"], cpu[s,"nginx"]),
+                ratio(steady[s,"nio-floor"], steady[s,"nginx"]), ratio(kib[s,"nio-floor"], kib[s,"nginx"]), "", ""
         }
     }
 }' "$RESULTS"

@@ -1,4 +1,5 @@
 import ArgumentParser
+import NIOCore
 
 /// `sse-load`: an SSE upstream and load clients for benchmarking SSE proxies on loopback only.
 @main
@@ -6,7 +7,7 @@ struct SSELoad: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sse-load",
         abstract: "SSE upstream server and load clients for benchmarking SSE proxies (loopback only).",
-        subcommands: [Upstream.self, Client.self, Churn.self, Mint.self]
+        subcommands: [Upstream.self, Client.self, Churn.self, Mint.self, FloorProxy.self]
     )
 }
 
@@ -117,6 +118,27 @@ extension SSELoad {
                                         lifetimeSeconds: Int(seconds))
             print("minted \(result.count) \(algorithm.rawValue) tokens in "
                   + String(format: "%.2f", result.seconds) + " s: \(result.tokensPath) (key: \(result.keyPath))")
+        }
+    }
+
+    struct FloorProxy: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "floor-proxy",
+            abstract: "The cheapest SwiftNIO proxy: glue each accepted connection's bytes to a new upstream connection.",
+            discussion: """
+                No HTTP, auth, logging or metrics: what NIO's channels alone cost per connection and per event, \
+                the floor under any proxy built on them (sse-gateway's data plane is NIO channels).
+                """)
+
+        @Option(help: "Loopback host:port to listen on.") var listen = "127.0.0.1:8070"
+        @Option(help: "Loopback host:port of the upstream.") var upstream = "127.0.0.1:9100"
+        @Option(help: "Event loops (sse-gateway uses one per core).") var loops = System.coreCount
+        @Option(help: "Stop after this long (e.g. 1h, 600s).") var duration = "1h"
+
+        func run() throws {
+            guard loops > 0 else { throw ValidationError("loops must be positive") }
+            try runFloorProxy(listen: try ListenAddress(listen), upstream: try ListenAddress(upstream), loops: loops,
+                              duration: try parseDuration(duration))
         }
     }
 }
