@@ -115,21 +115,6 @@ final class HandlerTests: XCTestCase {
         XCTAssertFalse(channel.isActive)
     }
 
-    func testDrainSignalReachesHandlersBeforeTheQuiesceEvent() throws {
-        final class Recorder: ChannelInboundHandler {
-            typealias InboundIn = NIOAny
-            var events: [String] = []
-            func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-                events.append(String(describing: type(of: event)))
-            }
-        }
-        let recorder = Recorder()
-        let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHandlers([DrainSignalHandler(), recorder])
-        channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
-        XCTAssertEqual(recorder.events, ["GatewayDrainEvent", "ChannelShouldQuiesceEvent"])
-    }
-
     func testUpstreamReadsAreHeldWhileTheClientIsUnwritable() throws {
         final class ReadCounter: ChannelOutboundHandler {
             typealias OutboundIn = NIOAny

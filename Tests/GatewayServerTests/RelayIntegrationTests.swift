@@ -229,6 +229,92 @@ final class RelayIntegrationTests: XCTestCase {
         await upstream.stop()
     }
 
+    func testPipelinedRequestsAreAnsweredOneAfterAnotherInOrder() async throws {
+        let upstream = try await TestUpstream(group: group) { request, responder in
+            let name = String(request.head.uri.dropFirst("/events/".count))
+            // The first answer comes late: a later request must neither be answered nor forwarded before it.
+            responder.channel.eventLoop.scheduleTask(in: .milliseconds(name == "slow" ? 300 : 0)) {
+                responder.head(.ok, [("content-length", "\(name.utf8.count)")])
+                responder.body(name)
+                responder.end()
+            }
+        }
+        let gateway = try await GatewayHarness.start(routes: [route(upstream: upstream)], group: group)
+        let client = try await gateway.connect(group: group)
+        // One write: the slow request, one the gateway answers itself (no route), a fast one, and a last one.
+        let request = { (path: String) in "GET \(path) HTTP/1.1\r\nHost: gateway.test\r\nAccept: */*\r\n\r\n" }
+        try await client.send(request("/events/slow") + request("/nowhere") + request("/events/fast")
+            + request("/events/last"))
+
+        let text = try await client.wait(for: "four responses") { $0.hasSuffix("last") }
+        let statuses = text.components(separatedBy: "HTTP/1.1 ").dropFirst().map { String($0.prefix(3)) }
+        XCTAssertEqual(statuses, ["200", "404", "200", "200"])
+        let slow = try XCTUnwrap(text.range(of: "\r\n\r\nslow"))
+        let notFound = try XCTUnwrap(text.range(of: "HTTP/1.1 404"))
+        let fast = try XCTUnwrap(text.range(of: "\r\n\r\nfast"))
+        XCTAssertTrue(slow.upperBound <= notFound.lowerBound && notFound.upperBound <= fast.lowerBound,
+                      "responses in request order: \(text)")
+        XCTAssertEqual(upstream.requests.map(\.head.uri), ["/events/slow", "/events/fast", "/events/last"])
+        XCTAssertEqual(upstream.connectionsAccepted, 1, "one request at a time: the idle connection is reused")
+        XCTAssertFalse(client.isClosed)
+        await client.close()
+        await gateway.stop()
+        await upstream.stop()
+    }
+
+    func testRequestSentDuringAStreamWaitsForTheStreamToEnd() async throws {
+        let streamResponder = NIOLockedValueBox<UpstreamResponder?>(nil)
+        let upstream = try await TestUpstream(group: group) { request, responder in
+            if request.head.uri.hasSuffix("stream") {
+                responder.sseHead()
+                responder.body("data: a\n\n")
+                streamResponder.withLockedValue { $0 = responder }
+            } else {
+                responder.head(.ok, [("content-length", "5")])
+                responder.body("after")
+                responder.end()
+            }
+        }
+        let gateway = try await GatewayHarness.start(routes: [route(upstream: upstream)], group: group)
+        let client = try await gateway.connect(group: group)
+        try await client.get("/events/stream")
+        try await client.wait(for: "first event") { RawClient.dechunk($0).contains("data: a\n\n") }
+        try await client.get("/events/after", accept: "*/*")
+        // The stream goes on while the next request waits behind it.
+        streamResponder.withLockedValue { $0 }?.body("data: b\n\n")
+        try await client.wait(for: "second event") { $0.contains("data: b\n\n") }
+        XCTAssertEqual(upstream.requests.map(\.head.uri), ["/events/stream"], "not forwarded while the stream lasts")
+        XCTAssertFalse(client.text.contains("after"))
+
+        streamResponder.withLockedValue { $0 }?.end()
+        let text = try await client.wait(for: "the waiting response") { $0.hasSuffix("after") }
+        let streamEnd = try XCTUnwrap(text.range(of: "0\r\n\r\n"))
+        let next = try XCTUnwrap(text.range(of: "HTTP/1.1 200", range: streamEnd.upperBound..<text.endIndex))
+        XCTAssertTrue(streamEnd.upperBound <= next.lowerBound)
+        XCTAssertEqual(upstream.requests.map(\.head.uri), ["/events/stream", "/events/after"])
+        await client.close()
+        await gateway.stop()
+        await upstream.stop()
+    }
+
+    func testRequestAfterAConnectionCloseRequestIsNotAnswered() async throws {
+        let upstream = try await TestUpstream(group: group) { request, responder in
+            responder.head(.ok, [("content-length", "2")])
+            responder.body("ok")
+            responder.end()
+        }
+        let gateway = try await GatewayHarness.start(routes: [route(upstream: upstream)], group: group)
+        let client = try await gateway.connect(group: group)
+        try await client.send(
+            "GET /events/one HTTP/1.1\r\nHost: gateway.test\r\nConnection: close\r\n\r\n"
+                + "GET /events/two HTTP/1.1\r\nHost: gateway.test\r\n\r\n")
+        try await client.waitForClose()
+        XCTAssertEqual(client.text.components(separatedBy: "HTTP/1.1 200").count, 2, client.text)
+        XCTAssertEqual(upstream.requests.map(\.head.uri), ["/events/one"])
+        await gateway.stop()
+        await upstream.stop()
+    }
+
     func testHeartbeatOnlyBetweenEvents() async throws {
         let upstream = try await TestUpstream(group: group) { request, responder in
             responder.sseHead()

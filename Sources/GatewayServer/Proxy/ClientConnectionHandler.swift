@@ -41,6 +41,10 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
     private var drainTimer: Scheduled<Void>?
     /// Request parts that arrived while a JWKS refresh decided the request's fate; `nil` when not waiting.
     private var pendingAuthParts: [HTTPClientRequestPart]?
+    /// HTTP/1.1 pipelining: parts of requests that arrived while an earlier one was still being answered. Reads stop
+    /// while any wait (so the queue holds at most what one read decoded); they are replayed when the turn ends.
+    private var pipelined: CircularBuffer<HTTPServerRequestPart> = CircularBuffer(initialCapacity: 0)
+    private var replayingPipelined = false
 
     init(
         runtimes: RuntimeHolder,
@@ -71,7 +75,17 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+        let part = unwrapInboundIn(data)
+        if !pipelined.isEmpty || (requestEnded && responseInProgress) {
+            // The next request, while this one is still being answered (a stream may last hours): it waits.
+            pipelined.append(part)
+            return
+        }
+        handleRequestPart(part, context: context)
+    }
+
+    private func handleRequestPart(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+        switch part {
         case .head(let head):
             responseEncoder?.recordRequestMethod(head.method)
             requestHeadTimer?.cancel()
@@ -81,7 +95,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
             requestMayHaveBody = head.headers.contains(name: "transfer-encoding")
                 || (head.headers.first(name: "content-length").map { $0 != "0" } ?? false)
             guard exchange == nil, !responseInProgress else {
-                // A second request before the first finished: the pipelining handler prevents this.
+                // Cannot happen (channelRead queues a request that arrives during a response); never overlap two.
                 context.close(promise: nil)
                 return
             }
@@ -106,6 +120,10 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
     }
 
     func read(context: ChannelHandlerContext) {
+        if !pipelined.isEmpty {
+            pendingClientRead = true
+            return
+        }
         if pendingAuthParts != nil, !requestEnded {
             pendingClientRead = true
             return
@@ -136,7 +154,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is GatewayDrainEvent {
+        if event is ChannelShouldQuiesceEvent {
             beginDrain(context: context)
         } else {
             context.fireUserInboundEventTriggered(event)
@@ -145,12 +163,19 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if let parserError = error as? HTTPParserError {
+            if parserError == .closedConnection {
+                // Bytes after a request with `Connection: close` are not read as requests (RFC 9112 section 9.6);
+                // that request is still answered, then the connection closes.
+                keepAlive = false
+                pipelined.removeAll()
+                return
+            }
             let gatewayError: GatewayError =
                 parserError == .headerOverflow
                 ? .headersTooLarge()
                 : .badRequest("malformed HTTP request (\(parserError))")
             keepAlive = false
-            if !responseInProgress {
+            if !responseInProgress && pipelined.isEmpty {
                 respond(with: gatewayError, context: context)
                 return
             }
@@ -159,6 +184,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        pipelined.removeAll()
         requestHeadTimer?.cancel()
         slowClientTimer?.cancel()
         drainTimer?.cancel()
@@ -695,6 +721,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
             return
         }
         if !keepAlive || draining || closeAfterResponse {
+            pipelined.removeAll()  // nothing after a closing response is answered (RFC 9112 section 9.6)
             if let written {
                 written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
             } else {
@@ -703,6 +730,28 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
             return
         }
         armRequestHeadTimer()
+        if !pipelined.isEmpty && !replayingPipelined {
+            // On the next tick: this turn may end inside an upstream channel's read, and the next request may take
+            // that same pooled connection.
+            replayingPipelined = true
+            context.eventLoop.assumeIsolated().execute { [weak self] in self?.replayPipelined() }
+        }
+    }
+
+    /// Hands queued pipelined parts on, one request at a time, then reads again.
+    private func replayPipelined() {
+        guard let context, context.channel.isActive else {
+            replayingPipelined = false
+            return
+        }
+        // A turn that ends synchronously (an error answered here) goes straight on with the next queued request.
+        while !pipelined.isEmpty && !(requestEnded && responseInProgress) {
+            handleRequestPart(pipelined.removeFirst(), context: context)
+        }
+        replayingPipelined = false
+        if pipelined.isEmpty && pendingClientRead {
+            read(context: context)
+        }
     }
 
     /// Answers an error the gateway produced itself (no upstream response was relayed).
