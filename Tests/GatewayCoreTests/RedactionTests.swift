@@ -1,3 +1,4 @@
+import Foundation
 import GatewayCore
 import XCTest
 
@@ -12,6 +13,32 @@ final class RedactionTests: XCTestCase {
         XCTAssertEqual(TokenRedaction.redact(uri: "/events?a=1", sources: sources), "/events?a=1")
         XCTAssertEqual(TokenRedaction.redact(uri: "/events", sources: sources), "/events")
         XCTAssertEqual(TokenRedaction.redact(uri: "/e?access_token=x", sources: [.cookie("c")]), "/e?access_token=x")
+    }
+
+    func testParameterScanAgreesWithAPlainSplit() {
+        let names = ["access_token", "key"]
+        func reference(_ query: String, withValue: Bool) -> Bool {
+            query.split(separator: "&", omittingEmptySubsequences: false).contains { component in
+                let parts = component.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                let name = String(parts[0]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? ""
+                return !parts[0].isEmpty && (!withValue || parts.count == 2) && names.contains(name)
+            }
+        }
+        let pieces = ["", "a=1", "key", "key=", "key=v", "access_token=t", "access%5Ftoken=t", "access_token", "=v",
+                      "keys=v", "ke=y", "acc+ess_token=t"]
+        for first in pieces {
+            for second in pieces {
+                for query in [first, first + "&" + second, "&" + first + "&&" + second + "&"] {
+                    for withValue in [true, false] {
+                        XCTAssertEqual(
+                            QueryTokenParameters.containsParameter(namedAnyOf: names, in: query[...], withValue: withValue),
+                            reference(query, withValue: withValue), "\(query) withValue \(withValue)")
+                    }
+                    let redacted = TokenRedaction.redact(uri: "/e?" + query, sources: [.query("access_token"), .query("key")])
+                    XCTAssertEqual(redacted == "/e?" + query, !reference(query, withValue: true), query)
+                }
+            }
+        }
     }
 
     func testSecretsNeverAppearInDescriptions() throws {

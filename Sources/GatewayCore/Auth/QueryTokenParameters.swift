@@ -21,7 +21,7 @@ public enum QueryTokenParameters {
     /// Returns the input unchanged (no copy beyond the `String`) when no parameter matches.
     public static func removing(names: [String], from query: Substring) -> String? {
         if query.isEmpty { return nil }
-        if names.isEmpty { return String(query) }
+        if names.isEmpty || !containsParameter(namedAnyOf: names, in: query, withValue: false) { return String(query) }
         var kept: [Substring] = []
         var removedAny = false
         for component in query.split(separator: "&", omittingEmptySubsequences: false) {
@@ -39,6 +39,7 @@ public enum QueryTokenParameters {
 
     /// `query` with the value of every parameter named in `names` replaced by `replacement`.
     public static func redacting(names: [String], in query: Substring, replacement: String) -> String {
+        guard containsParameter(namedAnyOf: names, in: query, withValue: true) else { return String(query) }
         var parts: [String] = []
         var changed = false
         for component in query.split(separator: "&", omittingEmptySubsequences: false) {
@@ -51,6 +52,21 @@ public enum QueryTokenParameters {
             }
         }
         return changed ? parts.joined(separator: "&") : String(query)
+    }
+
+    /// Whether a parameter's decoded name is in `names` (`withValue`: only one written with `=`). Allocates nothing,
+    /// so the common request, which carries no token parameter, costs one scan of its query.
+    public static func containsParameter(namedAnyOf names: [String], in query: Substring, withValue: Bool) -> Bool {
+        var start = query.startIndex
+        while true {
+            let end = query[start...].firstIndex(of: "&") ?? query.endIndex
+            let (rawName, rawValue) = split(query[start..<end])
+            if !rawName.isEmpty, !withValue || rawValue != nil, names.contains(where: { nameMatches(rawName, $0) }) {
+                return true
+            }
+            guard end < query.endIndex else { return false }
+            start = query.index(after: end)
+        }
     }
 
     static func split(_ component: Substring) -> (name: Substring, value: Substring?) {

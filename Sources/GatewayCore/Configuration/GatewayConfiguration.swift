@@ -173,7 +173,9 @@ public struct UpstreamURL: Sendable, Hashable, CustomStringConvertible {
 
     /// The value of the `Host` header sent upstream (port omitted when it is the scheme's default).
     public var hostHeader: String {
-        let h = host.contains(":") ? "[\(host)]" : host
+        // A byte test, not `contains(":")`: with Foundation imported that is a Unicode string search, and this runs
+        // for every forwarded request.
+        let h = host.utf8.contains(UInt8(ascii: ":")) ? "[\(host)]" : host
         return port == scheme.defaultPort ? h : "\(h):\(port)"
     }
 
