@@ -59,29 +59,33 @@ final class HTTP2TestClient: Sendable {
     }
 
     static func connect(port: Int, group: any EventLoopGroup, tls: NIOSSLContext) async throws -> HTTP2TestClient {
+        let goAways = NIOLockedValueBox(0)
+        let multiplexer = NIOLockedValueBox<NIOHTTP2Handler.StreamMultiplexer?>(nil)
+        // The whole pipeline is built before the connection exists: installed after `connect` returns, the HTTP/2
+        // handler can miss the gateway's SETTINGS (decrypted as soon as the handshake ends, then dropped at the
+        // pipeline's tail), and then no stream on the connection receives a byte.
         let channel = try await ClientBootstrap(group: group)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(
-                        NIOSSLClientHandler(context: tls, serverHostname: nil)
-                    )
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: nil))
+                    let streams = try sync.configureHTTP2Pipeline(
+                        mode: .client,
+                        connectionConfiguration: .init(),
+                        streamConfiguration: .init()
+                    ) { channel in
+                        channel.eventLoop.makeSucceededVoidFuture()
+                    }
+                    try sync.addHandler(GoAwayCounter(count: goAways))
+                    multiplexer.withLockedValue { $0 = streams }
                 }
             }
             .connect(host: "127.0.0.1", port: port)
             .get()
-        let goAways = NIOLockedValueBox(0)
-        let multiplexer = try await channel.eventLoop.submit {
-            let multiplexer = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
-                mode: .client,
-                connectionConfiguration: .init(),
-                streamConfiguration: .init()
-            ) { channel in
-                channel.eventLoop.makeSucceededVoidFuture()
-            }
-            try channel.pipeline.syncOperations.addHandler(GoAwayCounter(count: goAways))
-            return multiplexer
-        }.get()
-        return HTTP2TestClient(channel: channel, multiplexer: multiplexer, goAways: goAways)
+        guard let streams = multiplexer.withLockedValue({ $0 }) else {
+            preconditionFailure("connect succeeded without running the channel initializer")
+        }
+        return HTTP2TestClient(channel: channel, multiplexer: streams, goAways: goAways)
     }
 
     private init(channel: any Channel, multiplexer: NIOHTTP2Handler.StreamMultiplexer, goAways: NIOLockedValueBox<Int>) {
