@@ -48,7 +48,13 @@ final class BackpressureIntegrationTests: XCTestCase {
     func testSlowClientThrottlesUpstreamAndLosesNothing() async throws {
         let source = FloodingSource(total: 25_000)  // ~25 MB if nothing pushed back
         let upstream = try await TestUpstream(group: group) { _, responder in source.start(responder) }
-        let gateway = try await GatewayHarness.start(routes: [route(upstream: upstream)], group: group)
+        // This client is slow on purpose and must not be dropped as one: the wait for the upstream to pause below
+        // may take up to 30 s on a loaded machine, as long as the default slow-client timeout.
+        let gateway = try await GatewayHarness.start(
+            routes: [route(upstream: upstream)],
+            configure: { $0.limits.slowClientTimeout = .seconds(600) },
+            group: group
+        )
         let client = try await gateway.connect(group: group, autoRead: false, receiveBuffer: 16 * 1024)
         try await client.get("/events/flood")
         client.read()  // take the response head and the first bytes, then stop reading
