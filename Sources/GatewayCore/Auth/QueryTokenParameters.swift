@@ -21,37 +21,21 @@ public enum QueryTokenParameters {
     /// Returns the input unchanged (no copy beyond the `String`) when no parameter matches.
     public static func removing(names: [String], from query: Substring) -> String? {
         if query.isEmpty { return nil }
-        if names.isEmpty || !containsParameter(namedAnyOf: names, in: query, withValue: false) { return String(query) }
-        var kept: [Substring] = []
-        var removedAny = false
-        for component in query.split(separator: "&", omittingEmptySubsequences: false) {
-            let (rawName, _) = split(component)
-            if !rawName.isEmpty, names.contains(where: { nameMatches(rawName, $0) }) {
-                removedAny = true
-            } else {
-                kept.append(component)
-            }
-        }
-        if !removedAny { return String(query) }
-        let result = kept.joined(separator: "&")
+        guard containsParameter(namedAnyOf: names, in: query, withValue: false) else { return String(query) }
+        let result = query.split(separator: "&", omittingEmptySubsequences: false)
+            .filter { !isParameter($0, namedAnyOf: names, withValue: false) }
+            .joined(separator: "&")
         return result.isEmpty ? nil : result
     }
 
-    /// `query` with the value of every parameter named in `names` replaced by `replacement`.
-    public static func redacting(names: [String], in query: Substring, replacement: String) -> String {
-        guard containsParameter(namedAnyOf: names, in: query, withValue: true) else { return String(query) }
-        var parts: [String] = []
-        var changed = false
-        for component in query.split(separator: "&", omittingEmptySubsequences: false) {
-            let (rawName, rawValue) = split(component)
-            if rawValue != nil, !rawName.isEmpty, names.contains(where: { nameMatches(rawName, $0) }) {
-                parts.append(String(rawName) + "=" + replacement)
-                changed = true
-            } else {
-                parts.append(String(component))
-            }
-        }
-        return changed ? parts.joined(separator: "&") : String(query)
+    /// `query` with the value of every parameter named in `names` replaced by `replacement`; `nil` when no parameter
+    /// matches (the caller keeps what it has: nothing is copied).
+    public static func redacting(names: [String], in query: Substring, replacement: String) -> String? {
+        guard containsParameter(namedAnyOf: names, in: query, withValue: true) else { return nil }
+        return query.split(separator: "&", omittingEmptySubsequences: false).map { component in
+            isParameter(component, namedAnyOf: names, withValue: true)
+                ? String(split(component).name) + "=" + replacement : String(component)
+        }.joined(separator: "&")
     }
 
     /// Whether a parameter's decoded name is in `names` (`withValue`: only one written with `=`). Allocates nothing,
@@ -60,13 +44,16 @@ public enum QueryTokenParameters {
         var start = query.startIndex
         while true {
             let end = query[start...].firstIndex(of: "&") ?? query.endIndex
-            let (rawName, rawValue) = split(query[start..<end])
-            if !rawName.isEmpty, !withValue || rawValue != nil, names.contains(where: { nameMatches(rawName, $0) }) {
-                return true
-            }
+            if isParameter(query[start..<end], namedAnyOf: names, withValue: withValue) { return true }
             guard end < query.endIndex else { return false }
             start = query.index(after: end)
         }
+    }
+
+    /// One `name[=value]` component: is its decoded name in `names` (and, with `withValue`, is it written with `=`)?
+    static func isParameter(_ component: Substring, namedAnyOf names: [String], withValue: Bool) -> Bool {
+        let (rawName, rawValue) = split(component)
+        return !rawName.isEmpty && (!withValue || rawValue != nil) && names.contains { nameMatches(rawName, $0) }
     }
 
     static func split(_ component: Substring) -> (name: Substring, value: Substring?) {

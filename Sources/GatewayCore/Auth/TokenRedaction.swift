@@ -13,8 +13,9 @@ public enum TokenRedaction {
         guard !names.isEmpty else { return uri }
         let query = uri[uri.index(after: questionMark)...]
         // The common case, nothing to hide: the URI itself, no copy (this runs for every access-log line).
-        guard QueryTokenParameters.containsParameter(namedAnyOf: names, in: query, withValue: true) else { return uri }
-        return String(uri[...questionMark])
-            + QueryTokenParameters.redacting(names: names, in: query, replacement: placeholder)
+        guard let redacted = QueryTokenParameters.redacting(names: names, in: query, replacement: placeholder) else {
+            return uri
+        }
+        return String(uri[...questionMark]) + redacted
     }
 }

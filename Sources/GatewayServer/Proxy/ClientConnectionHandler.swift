@@ -45,6 +45,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
     /// while any wait (so the queue holds at most what one read decoded); they are replayed when the turn ends.
     private var pipelined: CircularBuffer<HTTPServerRequestPart> = CircularBuffer(initialCapacity: 0)
     private var replayingPipelined = false
+    /// The current request is complete and its response still going: the next request must wait for it.
+    private var nextRequestWaits: Bool { requestEnded && responseInProgress }
 
     init(
         runtimes: RuntimeHolder,
@@ -76,7 +78,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
-        if !pipelined.isEmpty || (requestEnded && responseInProgress) {
+        if !pipelined.isEmpty || nextRequestWaits {
             // The next request, while this one is still being answered (a stream may last hours): it waits.
             pipelined.append(part)
             return
@@ -745,7 +747,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
             return
         }
         // A turn that ends synchronously (an error answered here) goes straight on with the next queued request.
-        while !pipelined.isEmpty && !(requestEnded && responseInProgress) {
+        while !pipelined.isEmpty && !nextRequestWaits {
             handleRequestPart(pipelined.removeFirst(), context: context)
         }
         replayingPipelined = false
