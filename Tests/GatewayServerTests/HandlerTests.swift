@@ -28,7 +28,7 @@ final class HandlerTests: XCTestCase {
         let loop = EmbeddedEventLoop()
         let handler = ClientConnectionHandler(
             runtimes: RuntimeHolder(try GatewayRuntime(configuration: configuration)),
-            connectors: UpstreamConnectors(group: loop),
+            dialer: UpstreamConnector(eventLoop: loop),
             environment: GatewayEnvironment(
                 logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
                 metrics: GatewayMetrics(),
@@ -126,7 +126,7 @@ final class HandlerTests: XCTestCase {
         }
         final class Client: UpstreamConnectionDelegate {
             var writable = false
-            var mayReadUpstream: Bool { writable }
+            func upstreamReadRequested() -> Bool { writable }
             func upstreamHead(_ head: HTTPResponseHead, framing: UpstreamResponseDecoder.BodyFraming) -> Bool { false }
             func upstreamBody(_ data: ByteBuffer) {}
             func upstreamWire(_ bytes: ByteBuffer) throws {}

@@ -80,7 +80,7 @@ struct GatewayPipeline: Sendable {
                 )
             ),
             NIOHTTPResponseHeadersValidator(),
-            makeClientHandler(clientScheme: clientScheme, isHTTP2: false, responseEncoder: encoder),
+            makeClientHandler(on: channel, clientScheme: clientScheme, isHTTP2: false, responseEncoder: encoder),
         ])
     }
 
@@ -115,7 +115,7 @@ struct GatewayPipeline: Sendable {
                 let streamSync = streamChannel.pipeline.syncOperations
                 try streamSync.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
                 // The multiplexer forwards the connection's quiesce event to every stream's handler.
-                try streamSync.addHandler(makeClientHandler(clientScheme: "https", isHTTP2: true))
+                try streamSync.addHandler(makeClientHandler(on: streamChannel, clientScheme: "https", isHTTP2: true))
             }
         }
         try sync.addHandler(management)
@@ -127,13 +127,14 @@ struct GatewayPipeline: Sendable {
     }
 
     private func makeClientHandler(
+        on channel: any Channel,
         clientScheme: String,
         isHTTP2: Bool,
         responseEncoder: HTTP1ResponseEncoder? = nil
     ) -> ClientConnectionHandler {
         ClientConnectionHandler(
             runtimes: runtimes,
-            connectors: connectors,
+            dialer: connectors.connector(for: channel.eventLoop),
             environment: environment,
             clientScheme: clientScheme,
             isHTTP2: isHTTP2,

@@ -18,8 +18,8 @@ protocol UpstreamConnectionDelegate: AnyObject {
     func upstreamReadComplete()
     func upstreamWritabilityChanged(isWritable: Bool)
     func upstreamClosed(error: (any Error)?)
-    /// Whether the upstream may be read now (the client can take more bytes).
-    var mayReadUpstream: Bool { get }
+    /// NIO asks to read from the upstream: `true` to read now; `false` holds the read until `resumeReading`.
+    func upstreamReadRequested() -> Bool
 }
 
 /// The tail handler of an upstream channel: decodes responses (`UpstreamResponseDecoder`) and hands them to the
@@ -115,7 +115,7 @@ final class UpstreamChannelHandler: ChannelDuplexHandler {
     }
 
     func read(context: ChannelHandlerContext) {
-        if let delegate, !delegate.mayReadUpstream {
+        if let delegate, !delegate.upstreamReadRequested() {
             pendingRead = true
             return
         }
@@ -123,7 +123,7 @@ final class UpstreamChannelHandler: ChannelDuplexHandler {
         context.read()
     }
 
-    /// The client drained its buffer: issue the read we held back, if any.
+    /// The client drained its buffer (or the connection went back to the pool): issue the read held back, if any.
     func resumeReading() {
         guard pendingRead, let context else { return }
         pendingRead = false

@@ -92,6 +92,8 @@ final class UpstreamConnector: @unchecked Sendable {
             return
         }
         connection.handler.delegate = nil
+        // Reads go on while idle (a read held for a slow client must not stay held in the pool).
+        connection.handler.resumeReading()
         let channel = connection.channel
         let key = connection.key
         let idleTimer = eventLoop.assumeIsolated().scheduleTask(in: idleTimeout) { channel.close(promise: nil) }
