@@ -235,7 +235,7 @@ struct ConfigurationSchema {
         ]
         guard let fields = reader.mapping(node, path, allowed: keys) else { return nil }
         let nameNode = reader.required(fields, "name")
-        let name = nameNode.flatMap { identifier($0, fields.path("name")) }
+        let name = nameNode.flatMap { reader.identifier($0, fields.path("name")) }
         let prefixNode = reader.required(fields, "path_prefix")
         let prefix = prefixNode.flatMap { pathPrefix($0, fields.path("path_prefix")) }
         let upstream = reader.required(fields, "upstream").flatMap { upstreamURL($0, fields.path("upstream")) }
@@ -284,21 +284,6 @@ struct ConfigurationSchema {
             maxStreamDuration: maxDuration
         )
         return ReadRoute(configuration: configuration, name: (name, nameNode), prefix: (prefix, prefixNode))
-    }
-
-    /// Route and policy names appear in metrics labels and logs, so they are kept to a safe alphabet.
-    private func identifier(_ node: Node, _ path: String) -> String? {
-        guard let text = reader.string(node, path) else { return nil }
-        return isIdentifier(node, path, text) ? text : nil
-    }
-
-    private func isIdentifier(_ node: Node, _ path: String, _ text: String) -> Bool {
-        guard !text.isEmpty, text.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "_.-".contains($0)) })
-        else {
-            reader.fail(node, path, "'\(text)' may only contain letters, digits, '_', '.' and '-'")
-            return false
-        }
-        return true
     }
 
     private func pathPrefix(_ node: Node, _ path: String) -> String? {
@@ -372,7 +357,7 @@ struct ConfigurationSchema {
                 reader.fail(entry.keyNode, policyPath, "'none' is reserved: `auth: none` marks a public route")
                 continue
             }
-            guard isIdentifier(entry.keyNode, policyPath, entry.key) else { continue }
+            guard reader.isIdentifier(entry.keyNode, policyPath, entry.key) else { continue }
             if let policy = policy(entry.value, policyPath) { policies[entry.key] = policy }
         }
         return policies
@@ -427,7 +412,7 @@ struct ConfigurationSchema {
             case "query": sources.append(.query(name))
             case "cookie": sources.append(.cookie(name))
             default:
-                if headerName(entry.value, fields.path(entry.key), name) { sources.append(.header(name)) }
+                if reader.isHeaderName(entry.value, fields.path(entry.key), name) { sources.append(.header(name)) }
             }
         }
         return sources
@@ -548,50 +533,18 @@ struct ConfigurationSchema {
         var keys: [APIKeyConfiguration] = []
         for item in items {
             guard let fields = reader.mapping(item.node, item.path, allowed: ["sha256", "subject"]) else { continue }
-            let digest = reader.required(fields, "sha256").flatMap { sha256($0, fields.path("sha256")) }
+            let digest = reader.required(fields, "sha256").flatMap { reader.sha256($0, fields.path("sha256")) }
             let subject = reader.required(fields, "subject").flatMap { reader.string($0, fields.path("subject")) }
             if let digest, let subject { keys.append(APIKeyConfiguration(sha256: digest, subject: subject)) }
         }
         return keys
     }
 
-    private func sha256(_ node: Node, _ path: String) -> [UInt8]? {
-        guard let text = reader.string(node, path) else { return nil }
-        let hex = Array(text.utf8)
-        guard hex.count == 64, let bytes = Self.bytes(fromHex: hex) else {
-            reader.fail(
-                node,
-                path,
-                "expected 64 hexadecimal characters (the key's SHA-256), got \(hex.count) characters"
-            )
-            return nil
-        }
-        return bytes
-    }
-
-    private static func bytes(fromHex hex: [UInt8]) -> [UInt8]? {
-        func nibble(_ c: UInt8) -> UInt8? {
-            switch c {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
-            default: nil
-            }
-        }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(hex.count / 2)
-        for index in stride(from: 0, to: hex.count, by: 2) {
-            guard let high = nibble(hex[index]), let low = nibble(hex[index + 1]) else { return nil }
-            bytes.append(high << 4 | low)
-        }
-        return bytes
-    }
-
     private func forward(_ node: Node, _ path: String) -> ForwardConfiguration {
         var forward = ForwardConfiguration()
         guard let fields = reader.mapping(node, path, allowed: ["header", "scheme"]) else { return forward }
         if let node = fields["header"], let header = reader.string(node, fields.path("header")),
-            headerName(node, fields.path("header"), header)
+            reader.isHeaderName(node, fields.path("header"), header)
         {
             forward.header = header
         }
@@ -605,25 +558,15 @@ struct ConfigurationSchema {
         guard let fields = reader.mapping(node, path, allowed: nil) else { return [] }
         return fields.entries.compactMap { entry in
             let entryPath = fields.path(entry.key)
-            guard let header = reader.string(entry.value, entryPath), headerName(entry.value, entryPath, header) else {
-                return nil
-            }
+            guard let header = reader.string(entry.value, entryPath),
+                reader.isHeaderName(entry.value, entryPath, header)
+            else { return nil }
             if entry.key.isEmpty || entry.key.split(separator: ".", omittingEmptySubsequences: false).contains("") {
                 reader.fail(entry.keyNode, entryPath, "'\(entry.key)' is not a claim path (e.g. sub or org.id)")
                 return nil
             }
             return ClaimHeaderMapping(claim: entry.key, header: header)
         }
-    }
-
-    /// An HTTP field name (RFC 9110 token); reports and returns `false` otherwise.
-    private func headerName(_ node: Node, _ path: String, _ name: String) -> Bool {
-        let valid = name.utf8.allSatisfy { byte in
-            (byte >= 0x30 && byte <= 0x39) || (byte | 0x20 >= 0x61 && byte | 0x20 <= 0x7A)
-                || "!#$%&'*+-.^_`|~".utf8.contains(byte)
-        }
-        if !valid { reader.fail(node, path, "'\(name)' is not a valid HTTP header name") }
-        return valid
     }
 
     // MARK: CORS, limits, drain
