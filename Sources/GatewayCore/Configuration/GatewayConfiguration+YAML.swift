@@ -199,24 +199,16 @@ struct ConfigurationSchema {
         var routes: [RouteConfiguration] = []
         for item in items {
             guard let route = route(item.node, item.path, policies: policies) else { continue }
-            if let first = names[route.name.name] {
-                reader.fail(
-                    route.name.node,
-                    "\(item.path).name",
-                    "duplicate route name '\(route.name.name)' (first used by routes[\(first)])"
-                )
-            } else {
-                names[route.name.name] = routes.count
-            }
-            if let first = prefixes[route.prefix.prefix] {
-                reader.fail(
-                    route.prefix.node,
-                    "\(item.path).path_prefix",
-                    "duplicate path_prefix '\(route.prefix.prefix)' (first used by routes[\(first)])"
-                )
-            } else {
-                prefixes[route.prefix.prefix] = routes.count
-            }
+            let (name, prefix) = (route.name, route.prefix)
+            checkUnique(name.name, name.node, "\(item.path).name", "route name", firstUse: &names, route: routes.count)
+            checkUnique(
+                prefix.prefix,
+                prefix.node,
+                "\(item.path).path_prefix",
+                "path_prefix",
+                firstUse: &prefixes,
+                route: routes.count
+            )
             routes.append(route.configuration)
         }
         return routes
@@ -247,24 +239,12 @@ struct ConfigurationSchema {
         let timeouts = fields["timeouts"].map { self.timeouts($0, fields.path("timeouts")) } ?? RouteTimeouts()
         var auth: String?
         if let node = fields["auth"], let policy = reader.string(node, fields.path("auth")), policy != "none" {
-            if policies.contains(policy) {
-                auth = policy
-            } else {
-                var message = "unknown auth policy '\(policy)'"
-                if let suggestion = ConfigurationReader.closest(to: policy, in: policies.sorted()) {
-                    message += " (did you mean '\(suggestion)'?)"
-                } else if policies.isEmpty {
-                    message += " (auth_policies defines none)"
-                }
-                reader.fail(node, fields.path("auth"), message)
-            }
+            auth = definedPolicy(policy, node, fields.path("auth"), among: policies)
         }
         var tls = UpstreamTLSConfiguration()
         if let node = fields["tls"] {
             tls = upstreamTLS(node, fields.path("tls"))
-            if let upstream, upstream.scheme == .http {
-                reader.fail(node, fields.path("tls"), "is only used with an https upstream, but upstream is http")
-            }
+            checkUpstreamTLS(node, fields.path("tls"), upstream: upstream)
         }
         let maxStreams = fields["max_streams"].flatMap { reader.int($0, fields.path("max_streams"), minimum: 1) }
         let maxDuration = fields["max_stream_duration"].flatMap {
@@ -336,13 +316,7 @@ struct ConfigurationSchema {
         tls.certificatePath = fields["certificate"].flatMap { reader.filePath($0, fields.path("certificate")) }
         tls.privateKeyPath = fields["private_key"].flatMap { reader.filePath($0, fields.path("private_key")) }
         tls.serverName = fields["server_name"].flatMap { reader.string($0, fields.path("server_name")) }
-        switch (fields["certificate"], fields["private_key"]) {
-        case (.some, .none):
-            reader.fail(node, fields.path("private_key"), "required when certificate is given (mutual TLS)")
-        case (.none, .some):
-            reader.fail(node, fields.path("certificate"), "required when private_key is given (mutual TLS)")
-        default: break
-        }
+        checkClientCertificatePair(fields)
         return tls
     }
 
@@ -386,9 +360,7 @@ struct ConfigurationSchema {
         policy.maxStreamsPerSubject = fields["max_streams_per_subject"].flatMap {
             reader.int($0, fields.path("max_streams_per_subject"), minimum: 1)
         }
-        if fields["jwt"] == nil && fields["api_keys"] == nil {
-            reader.fail(node, path, "a policy needs jwt or api_keys (or both)")
-        }
+        checkPolicyVerifies(fields)
         return policy
     }
 
@@ -470,15 +442,7 @@ struct ConfigurationSchema {
             reader.duration($0, fields.path("max_lifetime"), allowZero: false)
         }
         guard let algorithms else { return nil }
-        if algorithms.contains(where: \.isHMAC) && fields["secret"] == nil {
-            let names = algorithms.filter(\.isHMAC).map(\.rawValue).joined(separator: ", ")
-            reader.fail(node, fields.path("secret"), "required because \(names) is allowed")
-        }
-        if let asymmetric = algorithms.first(where: { !$0.isHMAC }), fields["public_keys"] == nil,
-            fields["jwks_url"] == nil
-        {
-            reader.fail(node, path, "public_keys or jwks_url is required because \(asymmetric.rawValue) is allowed")
-        }
+        checkJWTKeys(fields, algorithms: algorithms)
         return jwt
     }
 
@@ -594,12 +558,8 @@ struct ConfigurationSchema {
             origins.append(origin)
             if let problem = AddressSyntax.origin(origin) {
                 reader.fail(item.node, item.path, problem.message)
-            } else if origin == "*" && cors.allowCredentials {
-                reader.fail(
-                    item.node,
-                    item.path,
-                    "'*' cannot be combined with allow_credentials: true (browsers refuse it)"
-                )
+            } else {
+                checkOrigin(origin, item.node, item.path, allowCredentials: cors.allowCredentials)
             }
         }
         cors.allowedOrigins = origins
