@@ -131,12 +131,7 @@ struct ConfigurationSchema {
         guard let top = reader.mapping(root, "", allowed: keys) else { return }
         if let node = top["listen"], let address = listenAddress(node, "listen") { configuration.listen = address }
         if let node = top["tls"] { configuration.tls = listenerTLS(node, "tls") }
-        if let node = top["http2"], let fields = reader.mapping(node, "http2", allowed: ["max_concurrent_streams"]),
-            let value = fields["max_concurrent_streams"],
-            let streams = reader.int(value, fields.path("max_concurrent_streams"), minimum: 1)
-        {
-            configuration.http2.maxConcurrentStreams = streams
-        }
+        if let node = top["http2"] { configuration.http2 = http2(node, "http2") }
         if let node = top["admin"] { configuration.admin = admin(node, "admin") }
         if let node = top["auth_policies"] { configuration.authPolicies = policies(node, "auth_policies") }
         if let node = reader.required(top, "routes") {
@@ -174,6 +169,17 @@ struct ConfigurationSchema {
         }
         guard let certificate, let key else { return nil }
         return ListenerTLSConfiguration(certificatePath: certificate, privateKeyPath: key, minimumVersion: version)
+    }
+
+    private func http2(_ node: Node, _ path: String) -> HTTP2Configuration {
+        var http2 = HTTP2Configuration()
+        guard let fields = reader.mapping(node, path, allowed: ["max_concurrent_streams"]) else { return http2 }
+        if let node = fields["max_concurrent_streams"],
+            let streams = reader.int(node, fields.path("max_concurrent_streams"), minimum: 1)
+        {
+            http2.maxConcurrentStreams = streams
+        }
+        return http2
     }
 
     private func admin(_ node: Node, _ path: String) -> AdminConfiguration {
