@@ -96,9 +96,13 @@ final class ConfigurationReader {
     }
 
     /// Items of a list with their key paths (`path[0]`, `path[1]`, ...).
-    func sequence(_ node: Node, _ path: String) -> [(node: Node, path: String)]? {
+    func sequence(_ node: Node, _ path: String, nonEmpty: Bool = false) -> [(node: Node, path: String)]? {
         guard case .sequence(let sequence) = node else {
             fail(node, path, "expected a list, got \(describe(node))")
+            return nil
+        }
+        if nonEmpty && sequence.isEmpty {
+            fail(node, path, "must not be empty")
             return nil
         }
         return sequence.enumerated().map { index, item in
@@ -220,13 +224,20 @@ final class ConfigurationReader {
     }
 
     func stringList(_ node: Node, _ path: String, nonEmpty: Bool) -> [String]? {
-        guard let items = sequence(node, path) else { return nil }
-        if nonEmpty && items.isEmpty {
-            fail(node, path, "must not be empty")
-            return nil
-        }
+        guard let items = sequence(node, path, nonEmpty: nonEmpty) else { return nil }
         let values = items.map { string($0.node, $0.path) }
         return values.contains(nil) ? nil : values.compactMap { $0 }
+    }
+
+    /// A string in one of the `AddressSyntax` forms; the parser's problem is reported at the node.
+    func parsed<Value>(_ node: Node, _ path: String, _ parse: (String) -> Result<Value, ValueProblem>) -> Value? {
+        guard let text = string(node, path) else { return nil }
+        switch parse(text) {
+        case .success(let value): return value
+        case .failure(let problem):
+            fail(node, path, problem.message)
+            return nil
+        }
     }
 
     /// Route and policy names appear in metrics labels and logs, so they are kept to a safe alphabet.

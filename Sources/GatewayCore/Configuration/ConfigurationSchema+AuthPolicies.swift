@@ -68,11 +68,7 @@ extension ConfigurationSchema {
     }
 
     private func tokenSources(_ node: Node, _ path: String) -> [TokenSource]? {
-        guard let items = reader.sequence(node, path) else { return nil }
-        if items.isEmpty {
-            reader.fail(node, path, "must not be empty")
-            return nil
-        }
+        guard let items = reader.sequence(node, path, nonEmpty: true) else { return nil }
         var sources: [TokenSource] = []
         for item in items {
             guard let fields = reader.mapping(item.node, item.path, allowed: ["query", "cookie", "header"]) else {
@@ -150,11 +146,7 @@ extension ConfigurationSchema {
     }
 
     private func algorithms(_ node: Node, _ path: String) -> [JWTAlgorithm]? {
-        guard let items = reader.sequence(node, path) else { return nil }
-        if items.isEmpty {
-            reader.fail(node, path, "must not be empty")
-            return nil
-        }
+        guard let items = reader.sequence(node, path, nonEmpty: true) else { return nil }
         var algorithms: [JWTAlgorithm] = []
         var valid = true
         for item in items {

@@ -30,12 +30,8 @@ extension ConfigurationSchema {
             cors.maxAge = value
         }
         guard let node = reader.required(fields, "allowed_origins"),
-            let items = reader.sequence(node, fields.path("allowed_origins"))
+            let items = reader.sequence(node, fields.path("allowed_origins"), nonEmpty: true)
         else { return nil }
-        if items.isEmpty {
-            reader.fail(node, fields.path("allowed_origins"), "must not be empty")
-            return nil
-        }
         var origins: [String] = []
         for item in items {
             guard let origin = reader.string(item.node, item.path) else { continue }

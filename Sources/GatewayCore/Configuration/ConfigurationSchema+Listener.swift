@@ -14,16 +14,6 @@ import Yams
 ///   listen: "127.0.0.1:9901"        # default; the string "off" disables the admin listener
 /// ```
 extension ConfigurationSchema {
-    func listenAddress(_ node: Node, _ path: String) -> ListenAddress? {
-        guard let text = reader.string(node, path) else { return nil }
-        switch AddressSyntax.listenAddress(text) {
-        case .success(let address): return address
-        case .failure(let problem):
-            reader.fail(node, path, problem.message)
-            return nil
-        }
-    }
-
     func listenerTLS(_ node: Node, _ path: String) -> ListenerTLSConfiguration? {
         let keys = ["certificate", "private_key", "min_version"]
         guard let fields = reader.mapping(node, path, allowed: keys) else { return nil }
@@ -59,7 +49,7 @@ extension ConfigurationSchema {
         }
         if case .scalar(let scalar) = listen, scalar.string == "off" {
             admin.listen = nil
-        } else if let address = listenAddress(listen, fields.path("listen")) {
+        } else if let address = reader.parsed(listen, fields.path("listen"), AddressSyntax.listenAddress) {
             admin.listen = address
         }
         return admin

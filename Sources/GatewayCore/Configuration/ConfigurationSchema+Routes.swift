@@ -59,7 +59,9 @@ extension ConfigurationSchema {
         let name = nameNode.flatMap { reader.identifier($0, fields.path("name")) }
         let prefixNode = reader.required(fields, "path_prefix")
         let prefix = prefixNode.flatMap { pathPrefix($0, fields.path("path_prefix")) }
-        let upstream = reader.required(fields, "upstream").flatMap { upstreamURL($0, fields.path("upstream")) }
+        let upstream = reader.required(fields, "upstream").flatMap {
+            reader.parsed($0, fields.path("upstream"), AddressSyntax.upstreamURL)
+        }
         var stripPrefix = false
         if let node = fields["strip_prefix"], let value = reader.bool(node, fields.path("strip_prefix")) {
             stripPrefix = value
@@ -106,16 +108,6 @@ extension ConfigurationSchema {
             return nil
         }
         return text
-    }
-
-    private func upstreamURL(_ node: Node, _ path: String) -> UpstreamURL? {
-        guard let text = reader.string(node, path) else { return nil }
-        switch AddressSyntax.upstreamURL(text) {
-        case .success(let url): return url
-        case .failure(let problem):
-            reader.fail(node, path, problem.message)
-            return nil
-        }
     }
 
     private func timeouts(_ node: Node, _ path: String) -> RouteTimeouts {

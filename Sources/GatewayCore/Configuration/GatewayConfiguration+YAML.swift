@@ -98,7 +98,9 @@ struct ConfigurationSchema {
     func read(_ root: Node, into configuration: inout GatewayConfiguration) {
         let keys = ["listen", "tls", "http2", "admin", "routes", "auth_policies", "cors", "limits", "drain"]
         guard let top = reader.mapping(root, "", allowed: keys) else { return }
-        if let node = top["listen"], let address = listenAddress(node, "listen") { configuration.listen = address }
+        if let node = top["listen"], let address = reader.parsed(node, "listen", AddressSyntax.listenAddress) {
+            configuration.listen = address
+        }
         if let node = top["tls"] { configuration.tls = listenerTLS(node, "tls") }
         if let node = top["http2"] { configuration.http2 = http2(node, "http2") }
         if let node = top["admin"] { configuration.admin = admin(node, "admin") }
