@@ -96,9 +96,13 @@ final class ConfigurationReader {
     }
 
     /// Items of a list with their key paths (`path[0]`, `path[1]`, ...).
-    func sequence(_ node: Node, _ path: String) -> [(node: Node, path: String)]? {
+    func sequence(_ node: Node, _ path: String, nonEmpty: Bool = false) -> [(node: Node, path: String)]? {
         guard case .sequence(let sequence) = node else {
             fail(node, path, "expected a list, got \(describe(node))")
+            return nil
+        }
+        if nonEmpty && sequence.isEmpty {
+            fail(node, path, "must not be empty")
             return nil
         }
         return sequence.enumerated().map { index, item in
@@ -220,13 +224,57 @@ final class ConfigurationReader {
     }
 
     func stringList(_ node: Node, _ path: String, nonEmpty: Bool) -> [String]? {
-        guard let items = sequence(node, path) else { return nil }
-        if nonEmpty && items.isEmpty {
-            fail(node, path, "must not be empty")
-            return nil
-        }
+        guard let items = sequence(node, path, nonEmpty: nonEmpty) else { return nil }
         let values = items.map { string($0.node, $0.path) }
         return values.contains(nil) ? nil : values.compactMap { $0 }
+    }
+
+    /// A string in one of the `AddressSyntax` forms; the parser's problem is reported at the node.
+    func parsed<Value>(_ node: Node, _ path: String, _ parse: (String) -> Result<Value, ValueProblem>) -> Value? {
+        guard let text = string(node, path) else { return nil }
+        switch parse(text) {
+        case .success(let value): return value
+        case .failure(let problem):
+            fail(node, path, problem.message)
+            return nil
+        }
+    }
+
+    /// Route and policy names appear in metrics labels and logs, so they are kept to a safe alphabet.
+    func identifier(_ node: Node, _ path: String) -> String? {
+        guard let text = string(node, path) else { return nil }
+        return isIdentifier(node, path, text) ? text : nil
+    }
+
+    /// `[A-Za-z0-9_.-]+`; reports and returns `false` otherwise (also used for mapping keys, e.g. policy names).
+    func isIdentifier(_ node: Node, _ path: String, _ text: String) -> Bool {
+        guard !text.isEmpty, text.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "_.-".contains($0)) })
+        else {
+            fail(node, path, "'\(text)' may only contain letters, digits, '_', '.' and '-'")
+            return false
+        }
+        return true
+    }
+
+    /// An HTTP field name (RFC 9110 token); reports and returns `false` otherwise.
+    func isHeaderName(_ node: Node, _ path: String, _ name: String) -> Bool {
+        let valid = name.utf8.allSatisfy { byte in
+            (byte >= 0x30 && byte <= 0x39) || (byte | 0x20 >= 0x61 && byte | 0x20 <= 0x7A)
+                || "!#$%&'*+-.^_`|~".utf8.contains(byte)
+        }
+        if !valid { fail(node, path, "'\(name)' is not a valid HTTP header name") }
+        return valid
+    }
+
+    /// A SHA-256 digest written as 64 hexadecimal characters (an API key's hash).
+    func sha256(_ node: Node, _ path: String) -> [UInt8]? {
+        guard let text = string(node, path) else { return nil }
+        let hex = Array(text.utf8)
+        guard hex.count == 64, let bytes = Self.bytes(fromHex: hex) else {
+            fail(node, path, "expected 64 hexadecimal characters (the key's SHA-256), got \(hex.count) characters")
+            return nil
+        }
+        return bytes
     }
 
     /// A file path, made absolute against the configuration file's folder; the file must be readable.
@@ -268,6 +316,24 @@ final class ConfigurationReader {
         let ranked = known.map { ($0, editDistance(typed, Array($0))) }.min(by: { $0.1 < $1.1 })
         guard let (candidate, distance) = ranked, distance <= max(2, candidate.count / 3) else { return nil }
         return candidate
+    }
+
+    private static func bytes(fromHex hex: [UInt8]) -> [UInt8]? {
+        func nibble(_ c: UInt8) -> UInt8? {
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+            default: nil
+            }
+        }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(hex.count / 2)
+        for index in stride(from: 0, to: hex.count, by: 2) {
+            guard let high = nibble(hex[index]), let low = nibble(hex[index + 1]) else { return nil }
+            bytes.append(high << 4 | low)
+        }
+        return bytes
     }
 
     private static func editDistance(_ a: [Character], _ b: [Character]) -> Int {
