@@ -45,83 +45,94 @@ final class BackpressureIntegrationTests: XCTestCase {
         }
     }
 
+    /// Runs `body` with a flooding upstream (`total` events), a gateway in front of it, and a client (16 KB receive
+    /// buffer) that asked for the flood, took the response head and the first bytes, and then stopped reading.
+    static func withSlowClient(
+        total: Int,
+        slowClientTimeout: Duration,
+        group: any EventLoopGroup,
+        _ body: (FloodingSource, GatewayHarness, RawClient) async throws -> Void
+    ) async throws {
+        let source = FloodingSource(total: total)
+        try await withUpstream(group: group, handler: { _, responder in source.start(responder) }) { upstream in
+            try await withGateway(
+                routes: [route(upstream: upstream)],
+                configure: { $0.limits.slowClientTimeout = slowClientTimeout },
+                group: group
+            ) { gateway in
+                let client = try await gateway.connect(group: group, autoRead: false, receiveBuffer: 16 * 1024)
+                try await client.get("/events/flood")
+                client.read()
+                try await body(source, gateway, client)
+            }
+        }
+    }
+
     func testSlowClientThrottlesUpstreamAndLosesNothing() async throws {
-        let source = FloodingSource(total: 25_000)  // ~25 MB if nothing pushed back
-        let upstream = try await TestUpstream(group: group) { _, responder in source.start(responder) }
-        // This client is slow on purpose and must not be dropped as one: the wait for the upstream to pause below
-        // may take up to 30 s on a loaded machine, as long as the default slow-client timeout.
-        let gateway = try await GatewayHarness.start(
-            routes: [route(upstream: upstream)],
-            configure: { $0.limits.slowClientTimeout = .seconds(600) },
-            group: group
-        )
-        let client = try await gateway.connect(group: group, autoRead: false, receiveBuffer: 16 * 1024)
-        try await client.get("/events/flood")
-        client.read()  // take the response head and the first bytes, then stop reading
+        // ~25 MB if nothing pushed back. This client is slow on purpose and must not be dropped as one: the wait for
+        // the upstream to pause below may take up to 30 s on a loaded machine, as long as the default slow-client
+        // timeout.
+        try await Self.withSlowClient(total: 25_000, slowClientTimeout: .seconds(600), group: group) {
+            source, _, client in
+            // Wait until the upstream stops making progress (it is paused by backpressure), however busy the machine
+            // is.
+            var writtenWhileStalled = source.eventsWritten
+            let deadline = ContinuousClock.now + .seconds(30)
+            while ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(750))
+                let now = source.eventsWritten
+                if now == writtenWhileStalled { break }
+                writtenWhileStalled = now
+            }
+            XCTAssertLessThan(writtenWhileStalled, source.total, "upstream must pause while the client reads nothing")
+            print("slow client: upstream paused after \(writtenWhileStalled) events of 1 KB")
+            XCTAssertLessThan(
+                writtenWhileStalled, 15_000,
+                "only kernel socket buffers (autotuned, several MB on loopback) and the gateway's bounded stream "
+                    + "buffer may hold events (~\(writtenWhileStalled) KB)"
+            )
 
-        // Wait until the upstream stops making progress (it is paused by backpressure), however busy the machine is.
-        var writtenWhileStalled = source.eventsWritten
-        let deadline = ContinuousClock.now + .seconds(30)
-        while ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(750))
-            let now = source.eventsWritten
-            if now == writtenWhileStalled { break }
-            writtenWhileStalled = now
+            try await client.setAutoRead(true)
+            // The client checks each id as it arrives: the wait never decodes the 25 MB it holds.
+            let progress = try await client.waitForEnd(timeout: .seconds(60))
+            XCTAssertEqual(progress.events, 25_000, "\(progress)")
+            XCTAssertEqual(progress.firstEventID, "1", "\(progress)")
+            XCTAssertEqual(progress.lastEventID, "25000", "\(progress)")
+            XCTAssertNil(progress.firstIDGap, "every event, in order: \(progress)")
         }
-        XCTAssertLessThan(writtenWhileStalled, source.total, "upstream must be paused while the client reads nothing")
-        print("slow client: upstream paused after \(writtenWhileStalled) events of 1 KB")
-        XCTAssertLessThan(
-            writtenWhileStalled, 15_000,
-            "only kernel socket buffers (autotuned, several MB on loopback) and the gateway's bounded stream buffer "
-                + "may hold events (~\(writtenWhileStalled) KB)"
-        )
-
-        try await client.setAutoRead(true)
-        let text = try await client.wait(for: "all events", timeout: .seconds(60)) { $0.hasSuffix("0\r\n\r\n") }
-        let ids = RawClient.dechunk(text).split(separator: "\n").compactMap { line -> Int? in
-            line.hasPrefix("id: ") ? Int(line.dropFirst(4)) : nil
-        }
-        XCTAssertEqual(ids.count, 25_000)
-        XCTAssertEqual(ids, Array(1...25_000), "every event, in order")
-        await client.close()
-        await gateway.stop()
-        await upstream.stop()
     }
 
     func testThousandConcurrentStreamsReceiveEveryEventInOrder() async throws {
         let streams = 1_000
         let events = 5
         let responders = NIOLockedValueBox<[UpstreamResponder]>([])
-        let upstream = try await TestUpstream(group: group) { _, responder in
+        let handler: TestUpstream.Handler = { _, responder in
             responder.sseHead()
             responders.withLockedValue { $0.append(responder) }
         }
-        let gateway = try await GatewayHarness.start(routes: [route(upstream: upstream)], group: group)
-        var clients: [RawClient] = []
-        for i in 0..<streams {
-            let client = try await gateway.connect(group: group)
-            try await client.get("/events/s\(i)")
-            clients.append(client)
-        }
-        let deadline = ContinuousClock.now + .seconds(30)
-        while responders.withLockedValue({ $0.count }) < streams, ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        XCTAssertEqual(responders.withLockedValue { $0.count }, streams, "every stream reached the upstream")
-        for n in 1...events {
-            for responder in responders.withLockedValue({ $0 }) {
-                responder.body("id: \(n)\ndata: event \(n)\n\n")
+        try await withUpstream(group: group, handler: handler) { upstream in
+            try await withGateway(routes: [route(upstream: upstream)], group: group) { gateway in
+                var clients: [RawClient] = []
+                for i in 0..<streams {
+                    let client = try await gateway.connect(group: group)
+                    try await client.get("/events/s\(i)")
+                    clients.append(client)
+                }
+                try await eventually("every stream to reach the upstream", timeout: .seconds(30),
+                                     read: { responders.withLockedValue { $0.count } }) { $0 >= streams }
+                for n in 1...events {
+                    for responder in responders.withLockedValue({ $0 }) {
+                        responder.body("id: \(n)\ndata: event \(n)\n\n")
+                    }
+                }
+                for responder in responders.withLockedValue({ $0 }) { responder.end() }
+
+                let expected = (1...events).map { "id: \($0)\ndata: event \($0)\n\n" }.joined()
+                for client in clients {
+                    try await client.waitForEnd(timeout: .seconds(30))
+                    XCTAssertEqual(client.dechunkedBody, expected)
+                }
             }
         }
-        for responder in responders.withLockedValue({ $0 }) { responder.end() }
-
-        let expected = (1...events).map { "id: \($0)\ndata: event \($0)\n\n" }.joined()
-        for client in clients {
-            let text = try await client.wait(for: "all events", timeout: .seconds(30)) { $0.hasSuffix("0\r\n\r\n") }
-            XCTAssertEqual(RawClient.dechunk(text), expected)
-        }
-        for client in clients { await client.close() }
-        await gateway.stop()
-        await upstream.stop()
     }
 }

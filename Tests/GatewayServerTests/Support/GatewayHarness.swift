@@ -5,10 +5,15 @@ import NIOCore
 import NIOPosix
 import XCTest
 
-/// Starts a real gateway on 127.0.0.1:0 for a test and stops it afterwards.
+/// Starts a real gateway on 127.0.0.1:0 for a test and stops it afterwards (prefer `withGateway`, which always does).
 struct GatewayHarness {
     let gateway: Gateway
     let addresses: Gateway.BoundAddresses
+    /// Clients opened with `connect`, for `withGateway` to close.
+    private let clients = NIOLockedValueBox<[RawClient]>([])
+
+    /// The logger of a gateway whose log the test does not read.
+    static let silent = Logger(label: "test-gateway", factory: { _ in SwiftLogNoOpLogHandler() })
 
     var port: Int { addresses.gateway.port! }
     var adminPort: Int? { addresses.admin?.port }
@@ -17,7 +22,7 @@ struct GatewayHarness {
         routes: [RouteConfiguration],
         configure: (inout GatewayConfiguration) -> Void = { _ in },
         group: any EventLoopGroup,
-        logger: Logger = Logger(label: "test-gateway", factory: { _ in SwiftLogNoOpLogHandler() })
+        logger: Logger = GatewayHarness.silent
     ) async throws -> GatewayHarness {
         var configuration = GatewayConfiguration(
             listen: ListenAddress(host: "127.0.0.1", port: 0),
@@ -30,13 +35,36 @@ struct GatewayHarness {
         return GatewayHarness(gateway: gateway, addresses: addresses)
     }
 
+    /// Drains and stops the gateway (safe to call more than once).
     func stop() async {
         await gateway.shutdown()
     }
 
     func connect(group: any EventLoopGroup, autoRead: Bool = true, receiveBuffer: Int? = nil) async throws -> RawClient {
-        try await RawClient.connect(port: port, group: group, autoRead: autoRead, receiveBuffer: receiveBuffer)
+        let client = try await RawClient.connect(
+            port: port, group: group, autoRead: autoRead, receiveBuffer: receiveBuffer
+        )
+        clients.withLockedValue { $0.append(client) }
+        return client
     }
+
+    /// Closes every client `connect` opened, so a stalled stream does not hold up the drain, then stops the gateway.
+    fileprivate func stopWithClients() async {
+        for client in clients.withLockedValue({ $0 }) { await client.close() }
+        await stop()
+    }
+}
+
+/// Starts a gateway, runs `body` with it, and stops it (and the clients it connected) however `body` ends.
+func withGateway<Value>(
+    routes: [RouteConfiguration],
+    configure: (inout GatewayConfiguration) -> Void = { _ in },
+    group: any EventLoopGroup,
+    logger: Logger = GatewayHarness.silent,
+    _ body: (GatewayHarness) async throws -> Value
+) async throws -> Value {
+    let gateway = try await GatewayHarness.start(routes: routes, configure: configure, group: group, logger: logger)
+    return try await withCleanup(gateway.stopWithClients) { try await body(gateway) }
 }
 
 func route(

@@ -14,7 +14,7 @@ final class RawClient: Sendable {
 
     struct State {
         var received: [UInt8] = []
-        var closed = false
+        var progress = ReceiveProgress()
     }
 
     /// With `tls`, the bytes are sent and recorded inside a TLS session (`serverName` for SNI, `nil` for IPs).
@@ -31,7 +31,6 @@ final class RawClient: Sendable {
             .channelOption(.autoRead, value: autoRead)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    channel.closeFuture.whenComplete { _ in state.withLockedValue { $0.closed = true } }
                     if let tls {
                         try channel.pipeline.syncOperations.addHandler(
                             NIOSSLClientHandler(context: tls, serverHostname: serverName)
@@ -63,9 +62,20 @@ final class RawClient: Sendable {
         try await send(request + "\r\n")
     }
 
-    var text: String { state.withLockedValue { String(decoding: $0.received, as: UTF8.self) } }
-    var byteCount: Int { state.withLockedValue { $0.received.count } }
-    var isClosed: Bool { state.withLockedValue { $0.closed } }
+    /// Everything received, decoded outside the lock (the collector appends under it while this runs).
+    var text: String {
+        let received = state.withLockedValue { $0.received }
+        return String(decoding: received, as: UTF8.self)
+    }
+    var progress: ReceiveProgress { state.withLockedValue { $0.progress } }
+    var byteCount: Int { progress.bytes }
+    var isClosed: Bool { progress.closed }
+
+    /// The progress and the last 300 bytes received: what a failed wait says was seen.
+    var report: String {
+        let (progress, tail) = state.withLockedValue { ($0.progress, Array($0.received.suffix(300))) }
+        return "\(progress); last \(tail.count) bytes: \(String(reflecting: String(decoding: tail, as: UTF8.self)))"
+    }
 
     /// The response body with chunked framing removed (assumes one chunked response).
     var dechunkedBody: String { Self.dechunk(text) }
@@ -81,6 +91,8 @@ final class RawClient: Sendable {
     }
 
     /// Waits until `condition` holds for the received text, failing the test after `timeout`.
+    ///
+    /// Decodes everything received on every poll: for large bodies, wait on `progress` instead.
     @discardableResult
     func wait(
         for description: String,
@@ -89,11 +101,54 @@ final class RawClient: Sendable {
         line: UInt = #line,
         _ condition: (String) -> Bool
     ) async throws -> String {
-        try await eventually(description, timeout: timeout, file: file, line: line, read: { text }, until: condition)
+        try await eventually(
+            description, timeout: timeout, file: file, line: line, report: { self.report }, read: { text },
+            until: condition
+        )
+    }
+
+    /// Waits until `condition` holds for the progress, which the collector keeps as bytes arrive (no decoding).
+    @discardableResult
+    func waitForProgress(
+        _ description: String,
+        timeout: Duration = .seconds(10),
+        file: StaticString = #filePath,
+        line: UInt = #line,
+        until condition: (ReceiveProgress) -> Bool
+    ) async throws -> ReceiveProgress {
+        try await eventually(
+            description, timeout: timeout, file: file, line: line, report: { self.report }, read: { progress },
+            until: condition
+        )
+    }
+
+    /// Waits until `bodies` response bodies have ended (a chunked one with its `0\r\n\r\n`).
+    @discardableResult
+    func waitForEnd(
+        bodies: Int = 1,
+        timeout: Duration = .seconds(10),
+        file: StaticString = #filePath,
+        line: UInt = #line
+    ) async throws -> ReceiveProgress {
+        let description = bodies == 1 ? "the response body to end" : "\(bodies) response bodies to end"
+        return try await waitForProgress(description, timeout: timeout, file: file, line: line) {
+            $0.bodiesEnded >= bodies
+        }
+    }
+
+    /// Waits until `count` SSE events have arrived.
+    @discardableResult
+    func waitForEvents(
+        _ count: Int,
+        timeout: Duration = .seconds(10),
+        file: StaticString = #filePath,
+        line: UInt = #line
+    ) async throws -> ReceiveProgress {
+        try await waitForProgress("\(count) events", timeout: timeout, file: file, line: line) { $0.events >= count }
     }
 
     func waitForClose(timeout: Duration = .seconds(10), file: StaticString = #filePath, line: UInt = #line) async throws {
-        try await eventually("the connection to close", timeout: timeout, file: file, line: line, read: { isClosed }) { $0 }
+        try await waitForProgress("the connection to close", timeout: timeout, file: file, line: line) { $0.closed }
     }
 
     static func dechunk(_ raw: String) -> String {
@@ -117,9 +172,11 @@ final class RawClient: Sendable {
     }
 }
 
+/// Records what arrives and scans it as it arrives, on the event loop; the lock is held only to publish.
 private final class Collector: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     let state: NIOLockedValueBox<RawClient.State>
+    private var scanner = ResponseScanner()
 
     init(state: NIOLockedValueBox<RawClient.State>) {
         self.state = state
@@ -127,7 +184,19 @@ private final class Collector: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
-        state.withLockedValue { $0.received.append(contentsOf: buffer.readableBytesView) }
+        buffer.withUnsafeReadableBytes { scanner.scan($0) }
+        let progress = scanner.progress
+        state.withLockedValue {
+            $0.received.append(contentsOf: buffer.readableBytesView)
+            $0.progress = progress
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        scanner.close()
+        let progress = scanner.progress
+        state.withLockedValue { $0.progress = progress }
+        context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

@@ -82,6 +82,8 @@ final class TestUpstream: Sendable {
         var connectionsClosed = 0
         /// TLS handshakes that failed (e.g. no client certificate when one is required).
         var handshakeFailures = 0
+        /// Accepted connections not closed yet, for `stop()` to close.
+        var open: [ObjectIdentifier: any Channel] = [:]
     }
 
     var port: Int { channel.localAddress!.port! }
@@ -102,8 +104,17 @@ final class TestUpstream: Sendable {
             .serverChannelOption(.backlog, value: 4096)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    state.withLockedValue { $0.connectionsAccepted += 1 }
-                    channel.closeFuture.whenComplete { _ in state.withLockedValue { $0.connectionsClosed += 1 } }
+                    let id = ObjectIdentifier(channel)
+                    state.withLockedValue {
+                        $0.connectionsAccepted += 1
+                        $0.open[id] = channel
+                    }
+                    channel.closeFuture.whenComplete { _ in
+                        state.withLockedValue {
+                            $0.connectionsClosed += 1
+                            $0.open[id] = nil
+                        }
+                    }
                     if let tls {
                         try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
                         try channel.pipeline.syncOperations.addHandler(HandshakeFailureCounter(state: state))
@@ -120,9 +131,24 @@ final class TestUpstream: Sendable {
             .get()
     }
 
+    /// Closes the listener, then every connection it accepted that is still open.
     func stop() async {
         try? await channel.close()
+        for connection in state.withLockedValue({ Array($0.open.values) }) {
+            try? await connection.close()
+        }
     }
+}
+
+/// Starts a `TestUpstream`, runs `body` with it, and stops it (listener and connections) however `body` ends.
+func withUpstream<Value>(
+    group: any EventLoopGroup,
+    tls: NIOSSLContext? = nil,
+    handler: @escaping TestUpstream.Handler,
+    _ body: (TestUpstream) async throws -> Value
+) async throws -> Value {
+    let upstream = try await TestUpstream(group: group, tls: tls, handler: handler)
+    return try await withCleanup(upstream.stop) { try await body(upstream) }
 }
 
 private final class TestUpstreamHandler: ChannelInboundHandler {
