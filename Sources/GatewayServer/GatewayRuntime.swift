@@ -19,6 +19,8 @@ final class GatewayRuntime: Sendable {
     /// The JWKS fetcher of each policy that has a `jwks_url`, by policy name.
     let jwksFetchers: [String: JWKSFetcher]
     let cors: CORSPolicy?
+    /// Preflight, rate limit, routing, token and stream limits, in that order.
+    let admission: RequestAdmission
     /// Every token source of every policy: what access logs redact, whatever the route.
     let redactedSources: [TokenSource]
     /// The public listener's TLS context, read from `tls` files; each new handshake takes the current runtime's.
@@ -52,6 +54,9 @@ final class GatewayRuntime: Sendable {
             for source in policy.tokenSources where !sources.contains(source) { sources.append(source) }
         }
         self.redactedSources = sources
+        self.admission = RequestAdmission(
+            configuration: configuration, routeTable: routeTable, authenticators: routeAuthenticators, cors: cors
+        )
     }
 }
 

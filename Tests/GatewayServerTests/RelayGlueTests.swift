@@ -1,4 +1,6 @@
+import Foundation
 import GatewayCore
+import JWTKit
 import Logging
 import NIOCore
 import NIOEmbedded
@@ -287,4 +289,112 @@ final class RelayGlueTests: XCTestCase {
         glue.loop.run()
         XCTAssertFalse(glue.upstream.isActive)
     }
+
+    // MARK: Every timer, on the virtual clock
+
+    private func sseResponse(_ glue: Glue) throws {
+        try upstreamSends(glue, "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\nid: 1\ndata: 1\n\n")
+    }
+
+    func testHeartbeatAfterAQuietInterval() throws {
+        let glue = try makeGlue { $0.routes[0].heartbeat = .seconds(15) }
+        try get(glue, "/events/a")
+        try sseResponse(glue)
+        glue.loop.advanceTime(by: .seconds(14))
+        XCTAssertEqual(try clientReceived(glue).body, "id: 1\ndata: 1\n\n")
+        glue.loop.advanceTime(by: .seconds(1))
+        XCTAssertEqual(try clientReceived(glue).body, ": keep-alive\n\n")
+    }
+
+    func testResponseHeaderTimeoutIs504AndClosesTheUpstream() throws {
+        let glue = try makeGlue { $0.routes[0].timeouts.responseHeader = .seconds(2) }
+        try get(glue, "/events/a")
+        glue.loop.advanceTime(by: .seconds(2))
+        let received = try clientReceived(glue)
+        XCTAssertEqual(received.status, .gatewayTimeout)
+        XCTAssertTrue(received.body.contains("no response head within 2s"), received.body)
+        XCTAssertFalse(glue.upstream.isActive)
+        XCTAssertTrue(glue.client.isActive, "the client's connection is kept")
+    }
+
+    func testMaxStreamDurationEndsWithARetryHint() throws {
+        let glue = try makeGlue { $0.routes[0].maxStreamDuration = .seconds(60) }
+        try get(glue, "/events/a")
+        try sseResponse(glue)
+        glue.loop.advanceTime(by: .seconds(60))
+        let received = try clientReceived(glue)
+        XCTAssertTrue(received.ended)
+        XCTAssertTrue(received.body.hasSuffix("\n\n") && received.body.contains("retry: "), received.body)
+        XCTAssertFalse(glue.upstream.isActive)
+    }
+
+    func testSlowClientIsDroppedAfterItsTimeout() throws {
+        let glue = try makeGlue { $0.limits.slowClientTimeout = .seconds(30) }
+        try get(glue, "/events/a")
+        try sseResponse(glue)
+        glue.client.isWritable = false
+        glue.client.pipeline.fireChannelWritabilityChanged()
+        glue.loop.advanceTime(by: .seconds(29))
+        XCTAssertTrue(glue.client.isActive)
+        glue.loop.advanceTime(by: .seconds(1))
+        XCTAssertFalse(glue.client.isActive, "dropped as a slow client")
+        XCTAssertFalse(glue.upstream.isActive)
+    }
+
+    func testSlowClientThatRecoversIsKept() throws {
+        let glue = try makeGlue { $0.limits.slowClientTimeout = .seconds(30) }
+        try get(glue, "/events/a")
+        try sseResponse(glue)
+        glue.client.isWritable = false
+        glue.client.pipeline.fireChannelWritabilityChanged()
+        glue.loop.advanceTime(by: .seconds(20))
+        glue.client.isWritable = true
+        glue.client.pipeline.fireChannelWritabilityChanged()
+        glue.loop.advanceTime(by: .seconds(60))
+        XCTAssertTrue(glue.client.isActive)
+    }
+
+    func testDrainGraceClosesAPlainResponseThatOutlastsIt() throws {
+        let glue = try makeGlue { $0.drain.grace = .seconds(10) }
+        try get(glue, "/events/a")
+        try upstreamSends(glue, "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\npartial")
+        glue.client.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        glue.loop.advanceTime(by: .seconds(9))
+        XCTAssertTrue(glue.client.isActive, "a plain body cannot be cut at an event: it gets the grace period")
+        glue.loop.advanceTime(by: .seconds(1))
+        XCTAssertFalse(glue.client.isActive)
+        XCTAssertFalse(glue.upstream.isActive)
+    }
+
+    func testTokenExpiryEndsTheStreamWithTokenExpired() async throws {
+        let secret = "glue-test-secret-0123456789abcdef0123456789"
+        let keys = JWTKeyCollection()
+        await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
+        let token = try await keys.sign(GlueClaims(sub: "u", exp: .init(value: Date().addingTimeInterval(30))))
+        let glue = try makeGlue {
+            $0.routes[0].auth = "users"
+            $0.authPolicies["users"] = AuthPolicyConfiguration(
+                tokenSources: [.query("access_token")],
+                jwt: JWTConfiguration(algorithms: [.hs256], secret: secret)
+            )
+        }
+        try get(glue, "/events/a?access_token=\(token)")
+        let forwarded = try upstreamRequest(glue)
+        XCTAssertTrue(forwarded.lowercased().contains("authorization: bearer \(token.lowercased())"), forwarded)
+        XCTAssertFalse(forwarded.contains("access_token"), "the token left the URL")
+        try sseResponse(glue)
+        glue.loop.advanceTime(by: .seconds(25))
+        XCTAssertFalse(try clientReceived(glue).ended)
+        glue.loop.advanceTime(by: .seconds(6))
+        let received = try clientReceived(glue)
+        XCTAssertTrue(received.body.contains("event: token_expired\n"), received.body)
+        XCTAssertTrue(received.ended)
+    }
+}
+
+private struct GlueClaims: JWTPayload {
+    var sub: SubjectClaim
+    var exp: ExpirationClaim
+
+    func verify(using algorithm: some JWTKit.JWTAlgorithm) async throws {}
 }

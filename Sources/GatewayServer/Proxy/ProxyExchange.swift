@@ -47,11 +47,3 @@ final class ProxyExchange {
     var route: RouteConfiguration { routed.route }
     var endpoint: UpstreamEndpoint { runtime.endpoints[routed.routeIndex] }
 }
-
-extension Duration {
-    /// The same span as a NIO `TimeAmount`.
-    var timeAmount: TimeAmount {
-        let (seconds, attoseconds) = components
-        return .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-    }
-}

@@ -5,7 +5,7 @@ import NIOConcurrencyHelpers
 /// streams per second per client IP. (The connection limit is `OpenConnections.admit`.)
 ///
 /// A lock per decision: this is the per-request path, never the per-event one.
-final class StreamAdmission: Sendable {
+final class StreamAdmission: AdmissionLimits, Sendable {
     /// Proof of admission; hand it back with `release` when the request ends.
     struct Ticket: Sendable {
         fileprivate let route: String
@@ -45,7 +45,7 @@ final class StreamAdmission: Sendable {
     /// Admits a stream under the route's and the subject's concurrency limits, or answers why not (429).
     func admitStream(
         route: RouteConfiguration,
-        subject: (policy: String, subject: String, limit: Int)?
+        subject: SubjectStreamLimit?
     ) -> Result<Ticket, GatewayError> {
         state.withLockedValue { state in
             let routeCount = state.streamsByRoute[route.name, default: 0]

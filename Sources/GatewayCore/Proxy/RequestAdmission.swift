@@ -1,0 +1,225 @@
+import NIOCore
+import NIOHTTP1
+
+/// The shared counters admission consults: new streams per client IP, concurrent streams per route and per verified
+/// subject. The gateway's implementation is one locked table for all event loops (`StreamAdmission`); tests count.
+public protocol AdmissionLimits {
+    /// Proof of a stream's admission, handed back when the stream ends.
+    associatedtype Ticket
+    /// The per-IP token bucket: `nil` to admit, or the 429 to answer.
+    func admitNewRequest(clientIP: String?, newStreamsPerSecond: Double?, now: Double) -> GatewayError?
+    /// The route's and the subject's concurrency limits.
+    func admitStream(route: RouteConfiguration, subject: SubjectStreamLimit?) -> Result<Ticket, GatewayError>
+}
+
+/// `max_streams_per_subject` of the policy a verified subject came through.
+public struct SubjectStreamLimit: Sendable, Hashable {
+    public var policy: String
+    public var subject: String
+    public var limit: Int
+
+    public init(policy: String, subject: String, limit: Int) {
+        self.policy = policy
+        self.subject = subject
+        self.limit = limit
+    }
+}
+
+/// Admission of a request head, before any upstream is touched, in this order: CORS preflight (never carries
+/// credentials), the per-IP rate limit (checked before any token is verified, so floods are refused cheaply),
+/// routing and path normalisation, the token, the stream limits; then the upstream request (token removed from the
+/// query and cookies, forward header and claim headers set, hop-by-hop headers removed).
+///
+/// Built once per configuration; every decision is a value (`Decision`) the connection state machine takes.
+public struct RequestAdmission: Sendable {
+    public typealias LocalAnswer = ClientConnectionStateMachine.LocalAnswer
+
+    public let configuration: GatewayConfiguration
+    public let routeTable: RouteTable
+    /// Indexed like `configuration.routes`; `nil` for public routes.
+    public let authenticators: [RouteAuthenticator?]
+    public let cors: CORSPolicy?
+
+    public init(
+        configuration: GatewayConfiguration,
+        routeTable: RouteTable,
+        authenticators: [RouteAuthenticator?],
+        cors: CORSPolicy?
+    ) {
+        self.configuration = configuration
+        self.routeTable = routeTable
+        self.authenticators = authenticators
+        self.cors = cors
+    }
+
+    /// A request that passed routing and waits for its token to be checked (again, after a key refresh).
+    public struct Routed: Sendable {
+        public var head: HTTPRequestHead
+        public var routed: RoutedRequest
+        /// CORS headers every answer to this request carries (empty without CORS or for other origins).
+        public var corsHeaders: HTTPHeaders
+    }
+
+    /// An admitted request: what goes upstream, and who asked.
+    public struct Admitted<Ticket> {
+        /// The route, with the query as forwarded (token parameters removed).
+        public var routed: RoutedRequest
+        public var upstreamHead: HTTPRequestHead
+        public var identity: VerifiedIdentity?
+        public var corsHeaders: HTTPHeaders
+        public var ticket: Ticket
+    }
+
+    public enum Decision<Ticket> {
+        /// The gateway answers itself; `authFailure` counts in `auth_failures_total`.
+        case answer(LocalAnswer, authFailure: AuthFailure.Reason?)
+        /// Routed, the token still to check (`authenticate`).
+        case routed(Routed)
+        /// The token names a key the gateway does not hold: refresh the keys, then `authenticate` once more without
+        /// a further refresh.
+        case refreshKeys(Routed, kid: String)
+        case forward(Admitted<Ticket>)
+    }
+
+    /// The checks before the token: preflight, rate limit, route. Ends in `.answer` or `.routed`.
+    public func route<Limits: AdmissionLimits>(
+        _ head: HTTPRequestHead,
+        clientIP: String?,
+        now: Double,
+        limits: Limits
+    ) -> Decision<Limits.Ticket> {
+        let origin = head.headers.first(name: "origin")
+        let corsHeaders = cors?.responseHeaders(origin: origin) ?? [:]
+        if head.method == .OPTIONS, let cors, let origin,
+            let requestMethod = head.headers.first(name: "access-control-request-method")
+        {
+            let allowed = cors.preflightHeaders(origin: origin, requestMethod: requestMethod)
+            return .answer(LocalAnswer(.empty(.noContent), headers: allowed ?? corsHeaders, log: .none), authFailure: nil)
+        }
+        if let refused = limits.admitNewRequest(
+            clientIP: clientIP,
+            newStreamsPerSecond: configuration.limits.newStreamsPerSecondPerIP,
+            now: now
+        ) {
+            return Self.reject(refused, headers: corsHeaders, route: nil, reason: "rate_limited")
+        }
+        do {
+            let routed = try routeTable.route(uri: head.uri)
+            return .routed(Routed(head: head, routed: routed, corsHeaders: corsHeaders))
+        } catch {
+            return Self.reject(error, headers: corsHeaders, route: nil, reason: error.identifier)
+        }
+    }
+
+    /// The token (for routes with `auth`), the stream limits, and the upstream request.
+    public func authenticate<Limits: AdmissionLimits>(
+        _ request: Routed,
+        allowKeyRefresh: Bool,
+        forwarding: ForwardingContext,
+        now: Double,
+        limits: Limits
+    ) -> Decision<Limits.Ticket> {
+        let route = request.routed.route
+        guard let authenticator = authenticators[request.routed.routeIndex] else {
+            return admit(request, authenticated: nil, forwarding: forwarding, limits: limits)
+        }
+        let outcome = authenticator.authenticate(
+            query: request.routed.query, headers: request.head.headers, now: now, allowKeyRefresh: allowKeyRefresh
+        )
+        switch outcome {
+        case .authenticated(let authenticated):
+            return admit(request, authenticated: authenticated, forwarding: forwarding, limits: limits)
+        case .rejected(let failure):
+            var headers = request.corsHeaders
+            headers.add(name: "www-authenticate", value: failure.wwwAuthenticate)
+            let answer = LocalAnswer(
+                .error(failure.gatewayError), headers: headers,
+                log: .rejected(route: route.name, reason: failure.reason.label)
+            )
+            return .answer(answer, authFailure: failure.reason)
+        case .needsKeyRefresh(let kid):
+            return .refreshKeys(request, kid: kid)
+        }
+    }
+
+    private func admit<Limits: AdmissionLimits>(
+        _ request: Routed,
+        authenticated: AuthenticatedRequest?,
+        forwarding: ForwardingContext,
+        limits: Limits
+    ) -> Decision<Limits.Ticket> {
+        var routed = request.routed
+        var subjectLimit: SubjectStreamLimit?
+        if let policy = routed.route.auth, let subject = authenticated?.identity.subject,
+            let limit = configuration.authPolicies[policy]?.maxStreamsPerSubject
+        {
+            subjectLimit = SubjectStreamLimit(policy: policy, subject: subject, limit: limit)
+        }
+        let ticket: Limits.Ticket
+        switch limits.admitStream(route: routed.route, subject: subjectLimit) {
+        case .success(let admitted):
+            ticket = admitted
+        case .failure(let refused):
+            return Self.reject(refused, headers: request.corsHeaders, route: routed.route.name, reason: "stream_limit")
+        }
+        var clientHeaders = request.head.headers
+        if let authenticated {
+            routed.query = authenticated.query
+            clientHeaders = authenticated.headers
+        }
+        let headers = RequestHeaderRewriter.upstreamHeaders(
+            from: clientHeaders, upstream: routed.route.upstream, context: forwarding
+        )
+        let upstreamHead = HTTPRequestHead(
+            version: .http1_1, method: request.head.method, uri: routed.upstreamURI, headers: headers
+        )
+        return .forward(
+            Admitted(
+                routed: routed, upstreamHead: upstreamHead, identity: authenticated?.identity,
+                corsHeaders: request.corsHeaders, ticket: ticket
+            )
+        )
+    }
+
+    private static func reject<Ticket>(
+        _ error: GatewayError,
+        headers: HTTPHeaders,
+        route: String?,
+        reason: String
+    ) -> Decision<Ticket> {
+        .answer(LocalAnswer(.error(error), headers: headers, log: .rejected(route: route, reason: reason)), authFailure: nil)
+    }
+
+    /// The timers of an admitted exchange, from its route and its token. `exp` is wall-clock time (`wallClock`,
+    /// seconds since 1970), turned into a deadline on the event loop's clock (`now`) once, here.
+    public func plan(
+        route: RouteConfiguration,
+        method: HTTPMethod,
+        identity: VerifiedIdentity?,
+        now: NIODeadline,
+        wallClock: Double
+    ) -> ClientConnectionStateMachine.ExchangePlan {
+        var tokenExpiry: NIODeadline?
+        if let expiresAt = identity?.expiresAt, let policy = route.auth,
+            configuration.authPolicies[policy]?.onExpiry == .close
+        {
+            tokenExpiry = now + .milliseconds(max(0, Int64((expiresAt - wallClock) * 1000)))
+        }
+        return .init(
+            responseHeaderTimeout: route.timeouts.responseHeader.timeAmount,
+            idleTimeout: route.timeouts.idle > .zero ? route.timeouts.idle.timeAmount : nil,
+            heartbeat: route.heartbeat?.timeAmount,
+            maxStreamDuration: route.maxStreamDuration?.timeAmount,
+            tokenExpiry: tokenExpiry,
+            isIdempotent: method == .GET || method == .HEAD
+        )
+    }
+}
+
+extension Duration {
+    /// The same span as a NIO `TimeAmount`.
+    public var timeAmount: TimeAmount {
+        let (seconds, attoseconds) = components
+        return .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}
