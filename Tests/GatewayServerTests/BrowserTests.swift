@@ -34,12 +34,14 @@ final class BrowserTests: XCTestCase {
         return try await keys.sign(BrowserClaims(exp: Date().timeIntervalSince1970 + lifetime))
     }
 
-    /// The `/events/` route behind the `browser` policy (query, then cookie), plus optional CORS.
-    private func startGateway(
+    /// Runs `body` with a gateway whose `/events/` route needs the `browser` policy (query, then cookie), plus
+    /// optional CORS.
+    private func withBrowserGateway<Value>(
         _ upstream: TestUpstream,
         cors: CORSConfiguration? = nil,
-        log: CapturedLog? = nil
-    ) async throws -> GatewayHarness {
+        log: CapturedLog? = nil,
+        _ body: (GatewayHarness) async throws -> Value
+    ) async throws -> Value {
         let policy = AuthPolicyConfiguration(
             tokenSources: [.query("access_token"), .cookie("sse_token")],
             jwt: JWTConfiguration(
@@ -49,26 +51,22 @@ final class BrowserTests: XCTestCase {
                 requiredClaims: ["sub"]
             )
         )
-        let configure: (inout GatewayConfiguration) -> Void = {
-            $0.authPolicies = ["browser": policy]
-            $0.cors = cors
-        }
-        let routes = [route(upstream: upstream) { $0.auth = "browser" }]
-        if let log {
-            return try await GatewayHarness.start(
-                routes: routes,
-                configure: configure,
-                group: group,
-                logger: log.logger
-            )
-        }
-        return try await GatewayHarness.start(routes: routes, configure: configure, group: group)
+        return try await withGateway(
+            routes: [route(upstream: upstream) { $0.auth = "browser" }],
+            configure: {
+                $0.authPolicies = ["browser": policy]
+                $0.cors = cors
+            },
+            group: group,
+            logger: log?.logger ?? GatewayHarness.silent,
+            body
+        )
     }
 
     /// An upstream that streams `id: N / data: eN` every 200 ms, starting after `?last_event_id=` (or
     /// `Last-Event-ID`), up to id 100; `extraHeaders` go into its response head.
-    private func countingUpstream(_ extraHeaders: [(String, String)] = []) async throws -> TestUpstream {
-        try await TestUpstream(group: group) { request, responder in
+    private static func counting(_ extraHeaders: [(String, String)] = []) -> TestUpstream.Handler {
+        { request, responder in
             let query = URLComponents(string: request.head.uri)?.queryItems ?? []
             let resume =
                 query.first { $0.name == "last_event_id" }?.value ?? request.head.headers["last-event-id"].first
@@ -88,15 +86,24 @@ final class BrowserTests: XCTestCase {
         }
     }
 
+    /// Opens `page` (its URL followed by `query`) in Chromium and waits up to 40 s for the page's report; the browser
+    /// is killed once it reported, or when the wait failed.
+    private func browse(
+        _ page: PageServer,
+        query: String = "",
+        ignoreCertificateErrors: Bool = false,
+        timeout: Duration = .seconds(40)
+    ) async throws -> [String: Any] {
+        try await withChromium(url: page.url + query, ignoreCertificateErrors: ignoreCertificateErrors) { browser in
+            try await page.waitForReport(timeout: timeout, browser: browser)
+        }
+    }
+
     /// Case 1: `?access_token=` from a page on another origin; the upstream sees `Authorization: Bearer` and the
     /// token appears in no upstream URL and no log line.
     func testQueryTokenFromAnotherOrigin() async throws {
         try XCTSkipIf(Chromium.executable == nil, "chromium is not installed (apt-get install -y chromium)")
-        let upstream = try await countingUpstream([("access-control-allow-origin", "*")])
-        let log = CapturedLog()
-        let gateway = try await startGateway(upstream, log: log)
-        let token = try await Self.mint()
-        let page = try await PageServer(group: group, html: """
+        let html = """
             <!doctype html><meta charset="utf-8"><title>query token</title>
             <script>
             const params = new URLSearchParams(location.search);
@@ -116,24 +123,28 @@ final class BrowserTests: XCTestCase {
             source.onerror = () => { if (source.readyState === EventSource.CLOSED) report("closed"); };
             setTimeout(() => report("timeout"), 15000);
             </script>
-            """)
-        let browser = try Chromium(url: page.url + "?gateway=\(gateway.port)&token=\(token)")
-        defer { Task { await browser.stop() } }
-        let report = try await page.waitForReport(timeout: .seconds(40), browser: browser)
+            """
+        let log = CapturedLog()
+        let token = try await Self.mint()
+        let handler = Self.counting([("access-control-allow-origin", "*")])
+        try await withUpstream(group: group, handler: handler) { upstream in
+            try await withBrowserGateway(upstream, log: log) { gateway in
+                let report = try await withPageServer(group: group, html: html) { page in
+                    try await browse(page, query: "?gateway=\(gateway.port)&token=\(token)")
+                }
 
-        XCTAssertEqual(report["why"] as? String, "three events", "\(report)")
-        XCTAssertEqual(report["seen"] as? [String], ["1:e1", "2:e2", "3:e3"])
-        let seen = try XCTUnwrap(upstream.requests.first)
-        XCTAssertEqual(seen.head.uri, "/events/feed", "the token is stripped from the forwarded URL")
-        XCTAssertEqual(seen.head.headers["authorization"], ["Bearer \(token)"])
-        XCTAssertEqual(seen.head.headers["accept"].first, "text/event-stream", "a real EventSource request")
-        await browser.stop()
-        await page.stop()
-        await gateway.stop()
-        let signature = String(token.split(separator: ".")[2])
-        XCTAssertTrue(log.text.contains("access_token=REDACTED"), log.text)
-        XCTAssertFalse(log.text.contains(signature), "no token in any log line")
-        await upstream.stop()
+                XCTAssertEqual(report["why"] as? String, "three events", "\(report)")
+                XCTAssertEqual(report["seen"] as? [String], ["1:e1", "2:e2", "3:e3"])
+                let seen = try XCTUnwrap(upstream.requests.first)
+                XCTAssertEqual(seen.head.uri, "/events/feed", "the token is stripped from the forwarded URL")
+                XCTAssertEqual(seen.head.headers["authorization"], ["Bearer \(token)"])
+                XCTAssertEqual(seen.head.headers["accept"].first, "text/event-stream", "a real EventSource request")
+                await gateway.stop()
+                let signature = String(token.split(separator: ".")[2])
+                XCTAssertTrue(log.text.contains("access_token=REDACTED"), log.text)
+                XCTAssertFalse(log.text.contains(signature), "no token in any log line")
+            }
+        }
     }
 
     /// Case 2: a cookie token sent cross-origin by `EventSource(url, {withCredentials: true})`. Page and gateway share
@@ -141,9 +152,7 @@ final class BrowserTests: XCTestCase {
     /// answer (exact origin, `Access-Control-Allow-Credentials: true`) lets the page read the stream.
     func testCookieTokenWithCredentialsAcrossOrigins() async throws {
         try XCTSkipIf(Chromium.executable == nil, "chromium is not installed (apt-get install -y chromium)")
-        let upstream = try await countingUpstream()  // no CORS headers of its own
-        let token = try await Self.mint()
-        let page = try await PageServer(group: group, html: """
+        let html = """
             <!doctype html><meta charset="utf-8"><title>cookie token</title>
             <script>
             const params = new URLSearchParams(location.search);
@@ -164,46 +173,45 @@ final class BrowserTests: XCTestCase {
             source.onerror = () => { if (source.readyState === EventSource.CLOSED) report("closed"); };
             setTimeout(() => report("timeout"), 15000);
             </script>
-            """)
-        let origin = "http://127.0.0.1:\(page.port)"
-        let gateway = try await startGateway(
-            upstream,
-            cors: CORSConfiguration(allowedOrigins: [origin], allowCredentials: true)
-        )
-        let browser = try Chromium(url: page.url + "?gateway=\(gateway.port)&token=\(token)")
-        defer { Task { await browser.stop() } }
-        let report = try await page.waitForReport(timeout: .seconds(40), browser: browser)
+            """
+        let token = try await Self.mint()
+        try await withUpstream(group: group, handler: Self.counting()) { upstream in  // no CORS headers of its own
+            try await withPageServer(group: group, html: html) { page in
+                let origin = "http://127.0.0.1:\(page.port)"
+                try await withBrowserGateway(
+                    upstream,
+                    cors: CORSConfiguration(allowedOrigins: [origin], allowCredentials: true)
+                ) { gateway in
+                    let report = try await browse(page, query: "?gateway=\(gateway.port)&token=\(token)")
 
-        XCTAssertEqual(report["why"] as? String, "three events", "\(report)")
-        XCTAssertEqual(report["seen"] as? [String], ["1:e1", "2:e2", "3:e3"])
-        let seen = try XCTUnwrap(upstream.requests.first)
-        XCTAssertEqual(seen.head.headers["authorization"], ["Bearer \(token)"], "the browser sent the cookie")
-        XCTAssertFalse(seen.head.headers["cookie"].joined().contains("sse_token"), "the token cookie is stripped")
-        XCTAssertEqual(seen.head.uri, "/events/feed")
+                    XCTAssertEqual(report["why"] as? String, "three events", "\(report)")
+                    XCTAssertEqual(report["seen"] as? [String], ["1:e1", "2:e2", "3:e3"])
+                    let seen = try XCTUnwrap(upstream.requests.first)
+                    XCTAssertEqual(
+                        seen.head.headers["authorization"], ["Bearer \(token)"], "the browser sent the cookie"
+                    )
+                    XCTAssertFalse(
+                        seen.head.headers["cookie"].joined().contains("sse_token"), "the token cookie is stripped"
+                    )
+                    XCTAssertEqual(seen.head.uri, "/events/feed")
 
-        // The same request without a browser, to see the CORS headers Chromium relied on.
-        let client = try await gateway.connect(group: group)
-        try await client.get("/events/feed", headers: ["Origin: \(origin)", "Cookie: sse_token=\(token)"])
-        let head = try await client.wait(for: "response head") { $0.contains("\r\n\r\n") }
-        XCTAssertTrue(head.hasPrefix("HTTP/1.1 200 "), head)
-        XCTAssertTrue(head.contains("Access-Control-Allow-Origin: \(origin)\r\n"), head)
-        XCTAssertTrue(head.contains("Access-Control-Allow-Credentials: true\r\n"), head)
-        await client.close()
-        await browser.stop()
-        await page.stop()
-        await gateway.stop()
-        await upstream.stop()
+                    // The same request without a browser, to see the CORS headers Chromium relied on.
+                    let client = try await gateway.connect(group: group)
+                    try await client.get("/events/feed", headers: ["Origin: \(origin)", "Cookie: sse_token=\(token)"])
+                    let head = try await client.wait(for: "response head") { $0.contains("\r\n\r\n") }
+                    XCTAssertTrue(head.hasPrefix("HTTP/1.1 200 "), head)
+                    XCTAssertTrue(head.contains("Access-Control-Allow-Origin: \(origin)\r\n"), head)
+                    XCTAssertTrue(head.contains("Access-Control-Allow-Credentials: true\r\n"), head)
+                }
+            }
+        }
     }
 
     /// Case 3: 2-second tokens. On `token_expired` the page fetches a fresh token from its server and opens a new
     /// `EventSource` with `last_event_id=` the last id it saw; it receives every id exactly once, in order.
     func testExpiredTokenIsRenewedWithoutLosingEvents() async throws {
         try XCTSkipIf(Chromium.executable == nil, "chromium is not installed (apt-get install -y chromium)")
-        let upstream = try await countingUpstream([("access-control-allow-origin", "*")])
-        let gateway = try await startGateway(upstream)
-        let first = try await Self.mint(lifetime: 2)
-        let minted = NIOLockedValueBox<[String]>([])
-        let page = try await PageServer(group: group, html: """
+        let html = """
             <!doctype html><meta charset="utf-8"><title>token renewal</title>
             <script>
             const params = new URLSearchParams(location.search);
@@ -237,43 +245,45 @@ final class BrowserTests: XCTestCase {
             open(params.get("token"));
             setTimeout(() => report("timeout"), 20000);
             </script>
-            """) { head in
+            """
+        let first = try await Self.mint(lifetime: 2)
+        let minted = NIOLockedValueBox<[String]>([])
+        let tokenRoute: PageServer.Routes = { head in
             guard head.method == .GET, head.uri == "/token" else { return nil }
             let token = try await BrowserTests.mint(lifetime: 2)
             minted.withLockedValue { $0.append(token) }
             return PageServer.Response(headers: [("content-type", "text/plain")], body: token)
         }
-        let browser = try Chromium(url: page.url + "?gateway=\(gateway.port)&token=\(first)")
-        defer { Task { await browser.stop() } }
-        let report = try await page.waitForReport(timeout: .seconds(45), browser: browser)
+        let handler = Self.counting([("access-control-allow-origin", "*")])
+        try await withUpstream(group: group, handler: handler) { upstream in
+            try await withBrowserGateway(upstream) { gateway in
+                let report = try await withPageServer(group: group, html: html, routes: tokenRoute) { page in
+                    try await browse(page, query: "?gateway=\(gateway.port)&token=\(first)", timeout: .seconds(45))
+                }
 
-        XCTAssertEqual(report["why"] as? String, "25 events", "\(report)")
-        XCTAssertEqual(report["seen"] as? [Int], Array(1...25), "every id exactly once, in order")
-        let expiries = try XCTUnwrap(report["expiries"] as? Int)
-        XCTAssertGreaterThanOrEqual(expiries, 1, "25 events at 200 ms outlive a 2 s token")
-        XCTAssertEqual(report["opens"] as? Int, expiries + 1)
-        let tokens = [first] + minted.withLockedValue { $0 }
-        let requests = upstream.requests
-        XCTAssertEqual(requests.count, expiries + 1)
-        for (index, request) in requests.enumerated() {
-            let expected = index < tokens.count ? ["Bearer \(tokens[index])"] : []
-            XCTAssertEqual(request.head.headers["authorization"], expected)
-            XCTAssertFalse(request.head.uri.contains("access_token"), request.head.uri)
-            XCTAssertEqual(request.head.uri.contains("last_event_id="), index > 0, request.head.uri)
+                XCTAssertEqual(report["why"] as? String, "25 events", "\(report)")
+                XCTAssertEqual(report["seen"] as? [Int], Array(1...25), "every id exactly once, in order")
+                let expiries = try XCTUnwrap(report["expiries"] as? Int)
+                XCTAssertGreaterThanOrEqual(expiries, 1, "25 events at 200 ms outlive a 2 s token")
+                XCTAssertEqual(report["opens"] as? Int, expiries + 1)
+                let tokens = [first] + minted.withLockedValue { $0 }
+                let requests = upstream.requests
+                XCTAssertEqual(requests.count, expiries + 1)
+                for (index, request) in requests.enumerated() {
+                    let expected = index < tokens.count ? ["Bearer \(tokens[index])"] : []
+                    XCTAssertEqual(request.head.headers["authorization"], expected)
+                    XCTAssertFalse(request.head.uri.contains("access_token"), request.head.uri)
+                    XCTAssertEqual(request.head.uri.contains("last_event_id="), index > 0, request.head.uri)
+                }
+            }
         }
-        await browser.stop()
-        await page.stop()
-        await gateway.stop()
-        await upstream.stop()
     }
 
     /// Case 5: a token that is already expired is refused with 401 before the upstream is contacted, and
     /// `EventSource` gives up (readyState CLOSED) instead of retrying, because the 401 carries the CORS headers.
     func testExpiredTokenIsRefusedAndEventSourceStops() async throws {
         try XCTSkipIf(Chromium.executable == nil, "chromium is not installed (apt-get install -y chromium)")
-        let upstream = try await countingUpstream()
-        let expired = try await Self.mint(lifetime: -3600)
-        let page = try await PageServer(group: group, html: """
+        let html = """
             <!doctype html><meta charset="utf-8"><title>expired token</title>
             <script>
             const params = new URLSearchParams(location.search);
@@ -292,24 +302,24 @@ final class BrowserTests: XCTestCase {
             };
             setTimeout(() => report("timeout"), 15000);
             </script>
-            """)
-        // Without CORS on the 401 the browser could not read it: a network error, which EventSource retries.
-        let gateway = try await startGateway(
-            upstream,
-            cors: CORSConfiguration(allowedOrigins: ["http://127.0.0.1:\(page.port)"])
-        )
-        let browser = try Chromium(url: page.url + "?gateway=\(gateway.port)&token=\(expired)")
-        defer { Task { await browser.stop() } }
-        let report = try await page.waitForReport(timeout: .seconds(40), browser: browser)
+            """
+        let expired = try await Self.mint(lifetime: -3600)
+        try await withUpstream(group: group, handler: Self.counting()) { upstream in
+            try await withPageServer(group: group, html: html) { page in
+                // Without CORS on the 401 the browser could not read it: a network error, which EventSource retries.
+                try await withBrowserGateway(
+                    upstream,
+                    cors: CORSConfiguration(allowedOrigins: ["http://127.0.0.1:\(page.port)"])
+                ) { gateway in
+                    let report = try await browse(page, query: "?gateway=\(gateway.port)&token=\(expired)")
 
-        XCTAssertEqual(report["why"] as? String, "closed", "\(report)")
-        XCTAssertEqual(report["messages"] as? Int, 0)
-        XCTAssertEqual(report["errors"] as? Int, 1, "no retry loop")
-        XCTAssertEqual(upstream.connectionsAccepted, 0, "the upstream is never contacted")
-        await browser.stop()
-        await page.stop()
-        await gateway.stop()
-        await upstream.stop()
+                    XCTAssertEqual(report["why"] as? String, "closed", "\(report)")
+                    XCTAssertEqual(report["messages"] as? Int, 0)
+                    XCTAssertEqual(report["errors"] as? Int, 1, "no retry loop")
+                    XCTAssertEqual(upstream.connectionsAccepted, 0, "the upstream is never contacted")
+                }
+            }
+        }
     }
 
     /// Case 3: the upstream ends the stream twice; the browser reconnects by itself with `Last-Event-ID`, the
@@ -317,7 +327,7 @@ final class BrowserTests: XCTestCase {
     func testEventSourceReconnectsWithLastEventID() async throws {
         try XCTSkipIf(Chromium.executable == nil, "chromium is not installed (apt-get install -y chromium)")
         let cors = [("access-control-allow-origin", "*")]
-        let upstream = try await TestUpstream(group: group) { request, responder in
+        let upstreamHandler: TestUpstream.Handler = { request, responder in
             switch request.head.headers["last-event-id"].first {
             case nil:
                 responder.sseHead(cors)
@@ -332,32 +342,31 @@ final class BrowserTests: XCTestCase {
                 responder.end()
             }
         }
-        let gateway = try await GatewayHarness.start(routes: [route(upstream: upstream)], group: group)
-        let page = try await PageServer(group: group, html: """
-            <!doctype html><meta charset="utf-8"><title>reconnect</title>
-            <script>
-            const seen = [];
-            let opens = 0;
-            const source = new EventSource("http://127.0.0.1:\(gateway.port)/events/feed");
-            const report = (why) => fetch("/report", {method: "POST", body: JSON.stringify({why, seen, opens})});
-            source.onopen = () => { opens += 1; };
-            source.onmessage = (event) => seen.push(event.lastEventId + ":" + event.data);
-            source.onerror = () => { if (source.readyState === EventSource.CLOSED) report("closed"); };
-            setTimeout(() => report("timeout"), 15000);
-            </script>
-            """)
-        let browser = try Chromium(url: page.url)
-        defer { Task { await browser.stop() } }
-        let report = try await page.waitForReport(timeout: .seconds(40), browser: browser)
+        try await withUpstream(group: group, handler: upstreamHandler) { upstream in
+            try await withGateway(routes: [route(upstream: upstream)], group: group) { gateway in
+                let html = """
+                    <!doctype html><meta charset="utf-8"><title>reconnect</title>
+                    <script>
+                    const seen = [];
+                    let opens = 0;
+                    const source = new EventSource("http://127.0.0.1:\(gateway.port)/events/feed");
+                    const report = (why) => fetch("/report", {method: "POST", body: JSON.stringify({why, seen, opens})});
+                    source.onopen = () => { opens += 1; };
+                    source.onmessage = (event) => seen.push(event.lastEventId + ":" + event.data);
+                    source.onerror = () => { if (source.readyState === EventSource.CLOSED) report("closed"); };
+                    setTimeout(() => report("timeout"), 15000);
+                    </script>
+                    """
+                let report = try await withPageServer(group: group, html: html) { page in
+                    try await browse(page)
+                }
 
-        XCTAssertEqual(report["why"] as? String, "closed")
-        XCTAssertEqual(report["seen"] as? [String], ["1:e1", "2:e2", "3:e3", "4:e4", "5:e5", "6:e6"])
-        XCTAssertEqual(report["opens"] as? Int, 2)
-        XCTAssertEqual(upstream.requests.map { $0.head.headers["last-event-id"].first }, [nil, "3", "6"])
-        await browser.stop()
-        await page.stop()
-        await gateway.stop()
-        await upstream.stop()
+                XCTAssertEqual(report["why"] as? String, "closed")
+                XCTAssertEqual(report["seen"] as? [String], ["1:e1", "2:e2", "3:e3", "4:e4", "5:e5", "6:e6"])
+                XCTAssertEqual(report["opens"] as? Int, 2)
+                XCTAssertEqual(upstream.requests.map { $0.head.headers["last-event-id"].first }, [nil, "3", "6"])
+            }
+        }
     }
 
     /// Case 4: over https (a certificate the test made), ten `EventSource`s on one page all receive events. The
@@ -368,7 +377,7 @@ final class BrowserTests: XCTestCase {
         let certificates = try TestCertificates.make()
         defer { certificates.remove() }
         let open = NIOLockedValueBox<[UpstreamResponder]>([])
-        let upstream = try await TestUpstream(group: group) { request, responder in
+        let upstreamHandler: TestUpstream.Handler = { request, responder in
             responder.sseHead([("access-control-allow-origin", "*")])
             responder.body("data: open\n\n")
             let all: [UpstreamResponder]? = open.withLockedValue { list in
@@ -379,44 +388,43 @@ final class BrowserTests: XCTestCase {
                 waiting.body("data: ready\n\n")
             }
         }
-        let gateway = try await GatewayHarness.start(routes: [route(upstream: upstream)], configure: { configuration in
-            configuration.tls = ListenerTLSConfiguration(
-                certificatePath: certificates.server.certificatePath,
-                privateKeyPath: certificates.server.privateKeyPath
-            )
-        }, group: group)
-        let page = try await PageServer(group: group, html: """
-            <!doctype html><meta charset="utf-8"><title>ten streams</title>
-            <script>
-            const opened = new Set(), ready = new Set();
-            let done = false;
-            const report = (why) => {
-              if (done) return;
-              done = true;
-              fetch("/report", {method: "POST", body: JSON.stringify({why, opened: opened.size, ready: ready.size})});
-            };
-            for (let index = 0; index < 10; index++) {
-              const source = new EventSource("https://127.0.0.1:\(gateway.port)/events/s" + index);
-              source.onmessage = (event) => {
-                (event.data === "ready" ? ready : opened).add(index);
-                if (ready.size === 10) report("all ready");
-              };
-            }
-            setTimeout(() => report("timeout"), 15000);
-            </script>
-            """)
-        let browser = try Chromium(url: page.url, ignoreCertificateErrors: true)
-        defer { Task { await browser.stop() } }
-        let report = try await page.waitForReport(timeout: .seconds(40), browser: browser)
+        try await withUpstream(group: group, handler: upstreamHandler) { upstream in
+            try await withGateway(routes: [route(upstream: upstream)], configure: { configuration in
+                configuration.tls = ListenerTLSConfiguration(
+                    certificatePath: certificates.server.certificatePath,
+                    privateKeyPath: certificates.server.privateKeyPath
+                )
+            }, group: group) { gateway in
+                let html = """
+                    <!doctype html><meta charset="utf-8"><title>ten streams</title>
+                    <script>
+                    const opened = new Set(), ready = new Set();
+                    let done = false;
+                    const report = (why) => {
+                      if (done) return;
+                      done = true;
+                      fetch("/report", {method: "POST", body: JSON.stringify({why, opened: opened.size, ready: ready.size})});
+                    };
+                    for (let index = 0; index < 10; index++) {
+                      const source = new EventSource("https://127.0.0.1:\(gateway.port)/events/s" + index);
+                      source.onmessage = (event) => {
+                        (event.data === "ready" ? ready : opened).add(index);
+                        if (ready.size === 10) report("all ready");
+                      };
+                    }
+                    setTimeout(() => report("timeout"), 15000);
+                    </script>
+                    """
+                let report = try await withPageServer(group: group, html: html) { page in
+                    try await browse(page, ignoreCertificateErrors: true)
+                }
 
-        XCTAssertEqual(report["why"] as? String, "all ready", "\(report)")
-        XCTAssertEqual(report["opened"] as? Int, 10)
-        XCTAssertEqual(report["ready"] as? Int, 10)
-        XCTAssertEqual(upstream.requests.count, 10)
-        XCTAssertTrue(upstream.requests.allSatisfy { $0.head.headers["x-forwarded-proto"] == ["https"] })
-        await browser.stop()
-        await page.stop()
-        await gateway.stop()
-        await upstream.stop()
+                XCTAssertEqual(report["why"] as? String, "all ready", "\(report)")
+                XCTAssertEqual(report["opened"] as? Int, 10)
+                XCTAssertEqual(report["ready"] as? Int, 10)
+                XCTAssertEqual(upstream.requests.count, 10)
+                XCTAssertTrue(upstream.requests.allSatisfy { $0.head.headers["x-forwarded-proto"] == ["https"] })
+            }
+        }
     }
 }

@@ -24,6 +24,21 @@ final class ChunkPassThroughIntegrationTests: XCTestCase {
         return String(raw[end.upperBound...])
     }
 
+    /// Runs `body` with an upstream answering with `handler`, a gateway in front of it (its route changed by
+    /// `configureRoute`), and a client of the gateway; all are stopped however `body` ends.
+    private func withRelay(
+        upstream handler: @escaping TestUpstream.Handler,
+        configureRoute: (inout RouteConfiguration) -> Void = { _ in },
+        _ body: (TestUpstream, GatewayHarness, RawClient) async throws -> Void
+    ) async throws {
+        try await withUpstream(group: group, handler: handler) { upstream in
+            try await withGateway(routes: [route(upstream: upstream, configure: configureRoute)], group: group) {
+                gateway in
+                try await body(upstream, gateway, try await gateway.connect(group: group))
+            }
+        }
+    }
+
     func testUpstreamChunksReachTheClientAsTheyCameWithoutTheLastChunkAndTrailers() async throws {
         let first = Self.chunk("id: 1\ndata: one\n\n", extension: ";source=test")
         let second = Self.chunk("id: 2\ndata: two\n\nid: 3\ndata: three\n\n")
@@ -37,99 +52,88 @@ final class ChunkPassThroughIntegrationTests: XCTestCase {
             String(sizeLineSplit.dropFirst()),
             "0\r\nx-upstream-trailer: secret\r\n\r\n",
         ]
-        let upstream = try await TestUpstream(group: group) { _, responder in responder.rawParts(parts) }
-        let gateway = try await GatewayHarness.start(routes: [route(upstream: upstream)], group: group)
-        let client = try await gateway.connect(group: group)
-        try await client.get("/events/feed")
-        let text = try await client.wait(for: "the end of the response") { $0.hasSuffix("0\r\n\r\n") }
+        try await withRelay(upstream: { _, responder in responder.rawParts(parts) }) { _, _, client in
+            try await client.get("/events/feed")
+            let text = try await client.wait(for: "the end of the response") { $0.hasSuffix("0\r\n\r\n") }
 
-        XCTAssertTrue(text.lowercased().contains("transfer-encoding: chunked\r\n"), text)
-        XCTAssertEqual(
-            Self.body(text),
-            first + second + splitEvent + sizeLineSplit + "0\r\n\r\n",
-            "the upstream's chunks byte for byte, then the gateway's own last chunk"
-        )
-        XCTAssertFalse(text.contains("secret"), "upstream trailers are not passed on")
-        XCTAssertEqual(
-            RawClient.dechunk(text),
-            "id: 1\ndata: one\n\nid: 2\ndata: two\n\nid: 3\ndata: three\n\nid: 4\ndata: four\n\nid: 5\ndata: five\n\n"
-        )
-        await client.close()
-        await gateway.stop()
-        await upstream.stop()
+            XCTAssertTrue(text.lowercased().contains("transfer-encoding: chunked\r\n"), text)
+            XCTAssertEqual(
+                Self.body(text),
+                first + second + splitEvent + sizeLineSplit + "0\r\n\r\n",
+                "the upstream's chunks byte for byte, then the gateway's own last chunk"
+            )
+            XCTAssertFalse(text.contains("secret"), "upstream trailers are not passed on")
+            XCTAssertEqual(
+                RawClient.dechunk(text),
+                "id: 1\ndata: one\n\nid: 2\ndata: two\n\nid: 3\ndata: three\n\n"
+                    + "id: 4\ndata: four\n\nid: 5\ndata: five\n\n"
+            )
+        }
     }
 
     func testUpstreamConnectionIsReusedAfterAPassedThroughChunkedResponseWithTrailers() async throws {
-        let upstream = try await TestUpstream(group: group) { request, responder in
+        let handler: TestUpstream.Handler = { request, responder in
             responder.sseHead()
             responder.body("data: \(request.head.uri.suffix(3))\n\n")
             responder.end(trailers: ["x-upstream-trailer": "secret"])
         }
-        let gateway = try await GatewayHarness.start(routes: [route(upstream: upstream)], group: group)
-        let client = try await gateway.connect(group: group)
-        try await client.get("/events/one")
-        try await client.wait(for: "the first response") { $0.hasSuffix("0\r\n\r\n") }
-        try await client.get("/events/two")
-        let text = try await client.wait(for: "the second response") {
-            $0.components(separatedBy: "0\r\n\r\n").count == 3
+        try await withRelay(upstream: handler) { upstream, _, client in
+            try await client.get("/events/one")
+            try await client.wait(for: "the first response") { $0.hasSuffix("0\r\n\r\n") }
+            try await client.get("/events/two")
+            let text = try await client.wait(for: "the second response") {
+                $0.components(separatedBy: "0\r\n\r\n").count == 3
+            }
+            let responses = text.components(separatedBy: "HTTP/1.1 200 OK\r\n").filter { !$0.isEmpty }
+            XCTAssertEqual(responses.map { Self.body("HTTP/1.1 200 OK\r\n" + $0) }, [
+                Self.chunk("data: one\n\n") + "0\r\n\r\n", Self.chunk("data: two\n\n") + "0\r\n\r\n",
+            ])
+            XCTAssertFalse(text.contains("secret"), "upstream trailers are not passed on")
+            XCTAssertEqual(
+                upstream.connectionsAccepted, 1, "the response's end was found: the connection went back to the pool"
+            )
         }
-        let responses = text.components(separatedBy: "HTTP/1.1 200 OK\r\n").filter { !$0.isEmpty }
-        XCTAssertEqual(responses.map { Self.body("HTTP/1.1 200 OK\r\n" + $0) }, [
-            Self.chunk("data: one\n\n") + "0\r\n\r\n", Self.chunk("data: two\n\n") + "0\r\n\r\n",
-        ])
-        XCTAssertFalse(text.contains("secret"), "upstream trailers are not passed on")
-        XCTAssertEqual(upstream.connectionsAccepted, 1, "the response's end was found: the connection went back to the pool")
-        await client.close()
-        await gateway.stop()
-        await upstream.stop()
     }
 
     func testHTTP10ClientGetsTheDataWithoutChunkFraming() async throws {
         let parts = [Self.sseHead + Self.chunk("data: one\n\n"), Self.chunk("data: two\n\n") + "0\r\n\r\n"]
-        let upstream = try await TestUpstream(group: group) { _, responder in responder.rawParts(parts) }
-        let gateway = try await GatewayHarness.start(routes: [route(upstream: upstream)], group: group)
-        let client = try await gateway.connect(group: group)
-        try await client.send("GET /events/feed HTTP/1.0\r\nHost: gateway.test\r\nAccept: text/event-stream\r\n\r\n")
-        try await client.waitForClose()
-        XCTAssertTrue(client.text.hasPrefix("HTTP/1.0 200"), client.text)
-        XCTAssertFalse(client.text.lowercased().contains("transfer-encoding"), client.text)
-        XCTAssertEqual(Self.body(client.text), "data: one\n\ndata: two\n\n", "close-delimited, framing removed")
-        await gateway.stop()
-        await upstream.stop()
+        try await withRelay(upstream: { _, responder in responder.rawParts(parts) }) { _, _, client in
+            try await client.send(
+                "GET /events/feed HTTP/1.0\r\nHost: gateway.test\r\nAccept: text/event-stream\r\n\r\n"
+            )
+            try await client.waitForClose()
+            XCTAssertTrue(client.text.hasPrefix("HTTP/1.0 200"), client.text)
+            XCTAssertFalse(client.text.lowercased().contains("transfer-encoding"), client.text)
+            XCTAssertEqual(Self.body(client.text), "data: one\n\ndata: two\n\n", "close-delimited, framing removed")
+        }
     }
 
     func testUpstreamCloseInsideAChunkStillEndsTheClientsChunkedBodyValidly() async throws {
         // The second chunk promises 20 bytes and delivers 9 ("data: par") before the upstream closes.
         let parts = [Self.sseHead + Self.chunk("data: one\n\n"), "14\r\ndata: par"]
-        let upstream = try await TestUpstream(group: group) { _, responder in
+        let handler: TestUpstream.Handler = { _, responder in
             responder.rawParts(parts)
             responder.channel.eventLoop.scheduleTask(in: .milliseconds(150)) { responder.close() }
         }
-        let gateway = try await GatewayHarness.start(routes: [route(upstream: upstream)], group: group)
-        let client = try await gateway.connect(group: group)
-        try await client.get("/events/feed")
-        let text = try await client.wait(for: "the end of the response") { $0.hasSuffix("0\r\n\r\n") }
-        // The owed 11 bytes are spaces: the cut line stays unterminated, so an EventSource discards the partial event.
-        XCTAssertEqual(
-            Self.body(text),
-            Self.chunk("data: one\n\n") + "14\r\ndata: par" + String(repeating: " ", count: 11) + "\r\n0\r\n\r\n"
-        )
-        await client.close()
-        await gateway.stop()
-        await upstream.stop()
+        try await withRelay(upstream: handler) { _, _, client in
+            try await client.get("/events/feed")
+            let text = try await client.wait(for: "the end of the response") { $0.hasSuffix("0\r\n\r\n") }
+            // The owed 11 bytes are spaces: the cut line stays unterminated, so an EventSource discards the partial
+            // event.
+            XCTAssertEqual(
+                Self.body(text),
+                Self.chunk("data: one\n\n") + "14\r\ndata: par" + String(repeating: " ", count: 11) + "\r\n0\r\n\r\n"
+            )
+        }
     }
 
     func testMalformedUpstreamFramingIsNeverPassedOn() async throws {
         let parts = [Self.sseHead + Self.chunk("data: one\n\n"), "zz\r\nnot a chunk\r\n"]
-        let upstream = try await TestUpstream(group: group) { _, responder in responder.rawParts(parts) }
-        let gateway = try await GatewayHarness.start(routes: [route(upstream: upstream)], group: group)
-        let client = try await gateway.connect(group: group)
-        try await client.get("/events/feed")
-        let text = try await client.wait(for: "the end of the response") { $0.hasSuffix("0\r\n\r\n") }
-        XCTAssertEqual(Self.body(text), Self.chunk("data: one\n\n") + "0\r\n\r\n")
-        await client.close()
-        await gateway.stop()
-        await upstream.stop()
+        try await withRelay(upstream: { _, responder in responder.rawParts(parts) }) { _, _, client in
+            try await client.get("/events/feed")
+            let text = try await client.wait(for: "the end of the response") { $0.hasSuffix("0\r\n\r\n") }
+            XCTAssertEqual(Self.body(text), Self.chunk("data: one\n\n") + "0\r\n\r\n")
+        }
     }
 
     func testMalformedUpstreamHeadsGet502AndNoRetry() async throws {
@@ -140,19 +144,15 @@ final class ChunkPassThroughIntegrationTests: XCTestCase {
             "HTTP/2.0 200 OK\r\n\r\n",
         ]
         for head in heads {
-            let upstream = try await TestUpstream(group: group) { _, responder in responder.raw(head) }
-            let gateway = try await GatewayHarness.start(routes: [route(upstream: upstream)], group: group)
-            let client = try await gateway.connect(group: group)
-            try await client.get("/events/feed")
-            let text = try await client.wait(for: "a 502") { $0.contains("\r\n\r\n{") && $0.hasSuffix("}") }
-            XCTAssertTrue(text.hasPrefix("HTTP/1.1 502 Bad Gateway\r\n"), "\(head): \(text)")
-            XCTAssertTrue(text.contains("upstream sent a malformed response"), text)
-            XCTAssertEqual(upstream.requests.count, 1, "no retry of a malformed response")
-            let samples = OperationsIntegrationTests.samples(gateway.gateway.metricsExposition())
-            XCTAssertEqual(samples[#"sse_gateway_upstream_errors_total{route="events",kind="protocol"}"#], 1)
-            await client.close()
-            await gateway.stop()
-            await upstream.stop()
+            try await withRelay(upstream: { _, responder in responder.raw(head) }) { upstream, gateway, client in
+                try await client.get("/events/feed")
+                let text = try await client.wait(for: "a 502") { $0.contains("\r\n\r\n{") && $0.hasSuffix("}") }
+                XCTAssertTrue(text.hasPrefix("HTTP/1.1 502 Bad Gateway\r\n"), "\(head): \(text)")
+                XCTAssertTrue(text.contains("upstream sent a malformed response"), text)
+                XCTAssertEqual(upstream.requests.count, 1, "no retry of a malformed response")
+                let samples = OperationsIntegrationTests.samples(gateway.gateway.metricsExposition())
+                XCTAssertEqual(samples[#"sse_gateway_upstream_errors_total{route="events",kind="protocol"}"#], 1)
+            }
         }
     }
 
@@ -161,26 +161,20 @@ final class ChunkPassThroughIntegrationTests: XCTestCase {
         let data = ("data: one\n\n", "data: two, after a pause\n\n")
         let size = String(data.0.utf8.count + data.1.utf8.count, radix: 16)
         let parts = [size + "\r\n" + data.0, data.1 + "\r\n"]
-        let upstream = try await TestUpstream(group: group) { _, responder in
+        let handler: TestUpstream.Handler = { _, responder in
             responder.raw(Self.sseHead)
             responder.channel.eventLoop.scheduleTask(in: .milliseconds(20)) { responder.raw(parts[0]) }
             responder.channel.eventLoop.scheduleTask(in: .milliseconds(700)) { responder.raw(parts[1]) }
         }
-        let gateway = try await GatewayHarness.start(
-            routes: [route(upstream: upstream) { $0.heartbeat = .milliseconds(100) }],
-            group: group
-        )
-        let client = try await gateway.connect(group: group)
-        try await client.get("/events/feed")
-        let text = try await client.wait(for: "the second part and a heartbeat after it") {
-            $0.contains("after a pause") && $0.hasSuffix(": keep-alive\n\n\r\n")
+        try await withRelay(upstream: handler, configureRoute: { $0.heartbeat = .milliseconds(100) }) { _, _, client in
+            try await client.get("/events/feed")
+            let text = try await client.wait(for: "the second part and a heartbeat after it") {
+                $0.contains("after a pause") && $0.hasSuffix(": keep-alive\n\n\r\n")
+            }
+            XCTAssertTrue(
+                Self.body(text).hasPrefix(parts[0] + parts[1] + "e\r\n: keep-alive\n\n\r\n"),
+                "no heartbeat inside the open chunk: \(Self.body(text))"
+            )
         }
-        XCTAssertTrue(
-            Self.body(text).hasPrefix(parts[0] + parts[1] + "e\r\n: keep-alive\n\n\r\n"),
-            "no heartbeat inside the open chunk: \(Self.body(text))"
-        )
-        await client.close()
-        await gateway.stop()
-        await upstream.stop()
     }
 }

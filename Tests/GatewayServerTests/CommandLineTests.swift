@@ -69,51 +69,55 @@ final class CommandLineTests: XCTestCase {
     }
 
     func testServeDrainsOnSIGTERMAndExitsZero() async throws {
-        let upstream = try await TestUpstream(group: group) { _, responder in
+        let handler: TestUpstream.Handler = { _, responder in
             responder.sseHead()
             responder.body("data: live\n\n")
         }
-        let port = try await RelayIntegrationTests.closedPort(group: group)
-        let path = try write(
-            """
-            listen: "127.0.0.1:\(port)"
-            admin: {listen: "off"}
-            routes:
-              - name: events
-                path_prefix: /events/
-                upstream: "\(upstream.url)"
-            drain: {retry_jitter: 1s, grace: 2s}
-            """
-        )
-        let process = Process()
-        process.executableURL = try XCTUnwrap(Self.binary)
-        process.arguments = ["serve", "--config", path, "--log-format", "json"]
-        let logs = Pipe()
-        process.standardError = logs
-        process.standardOutput = logs
-        try process.run()
-        defer { if process.isRunning { process.terminate() } }
+        try await withUpstream(group: group, handler: handler) { upstream in
+            let port = try await RelayIntegrationTests.closedPort(group: group)
+            let path = try write(
+                """
+                listen: "127.0.0.1:\(port)"
+                admin: {listen: "off"}
+                routes:
+                  - name: events
+                    path_prefix: /events/
+                    upstream: "\(upstream.url)"
+                drain: {retry_jitter: 1s, grace: 2s}
+                """
+            )
+            let process = Process()
+            process.executableURL = try XCTUnwrap(Self.binary)
+            process.arguments = ["serve", "--config", path, "--log-format", "json"]
+            let logs = Pipe()
+            process.standardError = logs
+            process.standardOutput = logs
+            try process.run()
+            try await withCleanup({ await terminate(process) }) {
+                var client: RawClient?
+                for _ in 0..<100 where client == nil {
+                    client = try? await RawClient.connect(port: port, group: group)
+                    if client == nil { try await Task.sleep(for: .milliseconds(100)) }
+                }
+                let stream = try XCTUnwrap(client, "the gateway did not start listening")
+                try await withCleanup(stream.close) {
+                    try await stream.get("/events/x")
+                    try await stream.wait(for: "event") { $0.contains("data: live") }
 
-        var client: RawClient?
-        for _ in 0..<100 where client == nil {
-            client = try? await RawClient.connect(port: port, group: group)
-            if client == nil { try await Task.sleep(for: .milliseconds(100)) }
+                    kill(process.processIdentifier, SIGTERM)
+                    let text = try await stream.wait(for: "retry hint and end") { $0.hasSuffix("0\r\n\r\n") }
+                    XCTAssertTrue(RawClient.dechunk(text).contains("data: live\n\nretry: "), text)
+                    let deadline = ContinuousClock.now + .seconds(10)
+                    while process.isRunning && ContinuousClock.now < deadline {
+                        try await Task.sleep(for: .milliseconds(50))
+                    }
+                    XCTAssertFalse(process.isRunning)
+                    XCTAssertEqual(process.terminationStatus, 0)
+                    let output = String(decoding: logs.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                    XCTAssertTrue(output.contains(#""message":"access""#), output)
+                    XCTAssertTrue(output.contains(#""outcome":"drained""#), output)
+                }
+            }
         }
-        let stream = try XCTUnwrap(client, "the gateway did not start listening")
-        try await stream.get("/events/x")
-        try await stream.wait(for: "event") { $0.contains("data: live") }
-
-        kill(process.processIdentifier, SIGTERM)
-        let text = try await stream.wait(for: "retry hint and end") { $0.hasSuffix("0\r\n\r\n") }
-        XCTAssertTrue(RawClient.dechunk(text).contains("data: live\n\nretry: "), text)
-        let deadline = ContinuousClock.now + .seconds(10)
-        while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
-        XCTAssertFalse(process.isRunning)
-        XCTAssertEqual(process.terminationStatus, 0)
-        let output = String(decoding: logs.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        XCTAssertTrue(output.contains(#""message":"access""#), output)
-        XCTAssertTrue(output.contains(#""outcome":"drained""#), output)
-        await stream.close()
-        await upstream.stop()
     }
 }

@@ -40,58 +40,45 @@ final class DemoTLSIntegrationTests: XCTestCase {
             pathPrefix: "/events/",
             upstream: UpstreamURL(scheme: .http, host: "127.0.0.1", port: upstream.localAddress!.port!)
         )
-        let gateway = try await GatewayHarness.start(routes: [route], configure: { configuration in
-            configuration.tls = made.listenerConfiguration
-        }, group: group)
+        try await withCleanup({ try? await upstream.close() }) {
+            try await withGateway(routes: [route], configure: { $0.tls = made.listenerConfiguration }, group: group) {
+                gateway in
+                // BoringSSL does not take a self-signed end-entity certificate (CA:FALSE) as its own trust root, so
+                // the clients skip chain verification and the test compares the certificate served with the demo's
+                // file.
+                var trustsDemo = TLSConfiguration.makeClientConfiguration()
+                trustsDemo.certificateVerification = .none
+                trustsDemo.applicationProtocols = ["h2"]
+                let demoPEM = try String(contentsOfFile: made.certificatePath, encoding: .utf8)
+                let demoDER = try NIOSSLCertificate(bytes: Array(demoPEM.utf8), format: .pem).toDERBytes()
+                let h2 = try await gateway.connectHTTP2(group: group, tls: NIOSSLContext(configuration: trustsDemo))
+                let first = try await h2.get("/events/clock")
+                let second = try await h2.get("/events/clock")
+                for stream in [first, second] {
+                    let body = try await stream.wait(for: "a tick") { $0.contains("event: tick\n") }
+                    XCTAssertTrue(body.hasPrefix("id: 1\nevent: tick\ndata: {\"n\":1,"), body)
+                    XCTAssertEqual(stream.head?.status, .ok)
+                }
+                let servedOverH2 = try await h2.channel.nioSSL_peerCertificate().get()
+                XCTAssertEqual(try servedOverH2?.toDERBytes(), demoDER)
+                await h2.close()
 
-        // BoringSSL does not take a self-signed end-entity certificate (CA:FALSE) as its own trust root, so the
-        // clients skip chain verification and the test compares the certificate served with the demo's file.
-        var trustsDemo = TLSConfiguration.makeClientConfiguration()
-        trustsDemo.certificateVerification = .none
-        trustsDemo.applicationProtocols = ["h2"]
-        let demoPEM = try String(contentsOfFile: made.certificatePath, encoding: .utf8)
-        let demoDER = try NIOSSLCertificate(bytes: Array(demoPEM.utf8), format: .pem).toDERBytes()
-        let h2 = try await HTTP2TestClient.connect(
-            port: gateway.port,
-            group: group,
-            tls: NIOSSLContext(configuration: trustsDemo)
-        )
-        let first = try await h2.get("/events/clock")
-        let second = try await h2.get("/events/clock")
-        for stream in [first, second] {
-            let body = try await stream.wait(for: "a tick") { $0.contains("event: tick\n") }
-            XCTAssertTrue(body.hasPrefix("id: 1\nevent: tick\ndata: {\"n\":1,"), body)
-            XCTAssertEqual(stream.head?.status, .ok)
+                trustsDemo.applicationProtocols = ["http/1.1"]
+                let http1 = try await gateway.connect(group: group, tls: NIOSSLContext(configuration: trustsDemo))
+                try await http1.get("/events/clock")
+                let text = try await http1.wait(for: "a tick over HTTP/1.1") { $0.contains("event: tick\n") }
+                XCTAssertTrue(text.hasPrefix("HTTP/1.1 200 OK\r\n"), text)
+                let served = try await http1.channel.nioSSL_peerCertificate().get()
+                XCTAssertEqual(try served?.toDERBytes(), demoDER)
+                await http1.close()
+
+                var trustsNothing = TLSConfiguration.makeClientConfiguration()
+                trustsNothing.applicationProtocols = ["http/1.1"]
+                let stranger = try await gateway.connect(group: group, tls: NIOSSLContext(configuration: trustsNothing))
+                try? await stranger.get("/events/clock")
+                try await stranger.waitForClose()
+                XCTAssertFalse(stranger.text.contains("tick"), "a client verifying against system roots refuses it")
+            }
         }
-        let servedOverH2 = try await h2.channel.nioSSL_peerCertificate().get()
-        XCTAssertEqual(try servedOverH2?.toDERBytes(), demoDER)
-        await h2.close()
-
-        trustsDemo.applicationProtocols = ["http/1.1"]
-        let http1 = try await RawClient.connect(
-            port: gateway.port,
-            group: group,
-            tls: NIOSSLContext(configuration: trustsDemo)
-        )
-        try await http1.get("/events/clock")
-        let text = try await http1.wait(for: "a tick over HTTP/1.1") { $0.contains("event: tick\n") }
-        XCTAssertTrue(text.hasPrefix("HTTP/1.1 200 OK\r\n"), text)
-        let served = try await http1.channel.nioSSL_peerCertificate().get()
-        XCTAssertEqual(try served?.toDERBytes(), demoDER)
-        await http1.close()
-
-        var trustsNothing = TLSConfiguration.makeClientConfiguration()
-        trustsNothing.applicationProtocols = ["http/1.1"]
-        let stranger = try await RawClient.connect(
-            port: gateway.port,
-            group: group,
-            tls: NIOSSLContext(configuration: trustsNothing)
-        )
-        try? await stranger.get("/events/clock")
-        try await stranger.waitForClose()
-        XCTAssertFalse(stranger.text.contains("tick"), "a client verifying against system roots refuses it")
-
-        await gateway.stop()
-        try? await upstream.close()
     }
 }

@@ -9,6 +9,7 @@ import XCTest
 ///
 /// `GET /` answers `html`; `POST /report` records its body (the page's JSON verdict). No WebDriver: the page
 /// itself says what it saw. Other requests go to `routes` (e.g. `GET /token` minting a fresh token), else 404.
+/// Prefer `withPageServer`, which always stops it.
 final class PageServer: Sendable {
     /// What `routes` answers for one request.
     struct Response: Sendable {
@@ -65,6 +66,17 @@ final class PageServer: Sendable {
     func stop() async {
         try? await channel.close()
     }
+}
+
+/// Starts a `PageServer`, runs `body` with it, and stops it however `body` ends.
+func withPageServer<Value>(
+    group: any EventLoopGroup,
+    html: String,
+    routes: PageServer.Routes? = nil,
+    _ body: (PageServer) async throws -> Value
+) async throws -> Value {
+    let page = try await PageServer(group: group, html: html, routes: routes)
+    return try await withCleanup(page.stop) { try await body(page) }
 }
 
 private final class PageHandler: ChannelInboundHandler {
@@ -133,7 +145,7 @@ private final class PageHandler: ChannelInboundHandler {
     }
 }
 
-/// A headless Chromium showing one URL, killed by `stop()`.
+/// A headless Chromium showing one URL, killed by `stop()` (prefer `withChromium`, which always does).
 final class Chromium: Sendable {
     private let process: Process
     private let profile: URL
@@ -179,17 +191,17 @@ final class Chromium: Sendable {
 
     /// Terminates the browser (SIGKILL if it ignores SIGTERM for 5 s) and removes its profile.
     func stop() async {
-        if process.isRunning {
-            process.terminate()
-            let deadline = ContinuousClock.now + .seconds(5)
-            while process.isRunning, ContinuousClock.now < deadline {
-                try? await Task.sleep(for: .milliseconds(20))
-            }
-            if process.isRunning {
-                kill(process.processIdentifier, SIGKILL)
-                process.waitUntilExit()
-            }
-        }
+        await terminate(process)
         try? FileManager.default.removeItem(at: profile.deletingLastPathComponent())
     }
+}
+
+/// Opens `url` in a headless Chromium, runs `body` with it, and kills the browser however `body` ends.
+func withChromium<Value>(
+    url: String,
+    ignoreCertificateErrors: Bool = false,
+    _ body: (Chromium) async throws -> Value
+) async throws -> Value {
+    let browser = try Chromium(url: url, ignoreCertificateErrors: ignoreCertificateErrors)
+    return try await withCleanup(browser.stop) { try await body(browser) }
 }

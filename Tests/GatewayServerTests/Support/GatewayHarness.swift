@@ -3,14 +3,15 @@ import GatewayServer
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import XCTest
 
 /// Starts a real gateway on 127.0.0.1:0 for a test and stops it afterwards (prefer `withGateway`, which always does).
 struct GatewayHarness {
     let gateway: Gateway
     let addresses: Gateway.BoundAddresses
-    /// Clients opened with `connect`, for `withGateway` to close.
-    private let clients = NIOLockedValueBox<[RawClient]>([])
+    /// How to close each client opened with `connect` or `connectHTTP2`, for `withGateway` to run.
+    private let clientClosers = NIOLockedValueBox<[@Sendable () async -> Void]>([])
 
     /// The logger of a gateway whose log the test does not read.
     static let silent = Logger(label: "test-gateway", factory: { _ in SwiftLogNoOpLogHandler() })
@@ -40,17 +41,33 @@ struct GatewayHarness {
         await gateway.shutdown()
     }
 
-    func connect(group: any EventLoopGroup, autoRead: Bool = true, receiveBuffer: Int? = nil) async throws -> RawClient {
+    /// A byte-level client of the gateway, closed by `withGateway`: on its listener unless `port` says otherwise
+    /// (the admin port, or the port a reload moved the listener to), over TLS with `tls`.
+    func connect(
+        group: any EventLoopGroup,
+        port: Int? = nil,
+        autoRead: Bool = true,
+        receiveBuffer: Int? = nil,
+        tls: NIOSSLContext? = nil
+    ) async throws -> RawClient {
         let client = try await RawClient.connect(
-            port: port, group: group, autoRead: autoRead, receiveBuffer: receiveBuffer
+            port: port ?? self.port, group: group, autoRead: autoRead, receiveBuffer: receiveBuffer, tls: tls
         )
-        clients.withLockedValue { $0.append(client) }
+        clientClosers.withLockedValue { $0.append({ await client.close() }) }
         return client
     }
 
-    /// Closes every client `connect` opened, so a stalled stream does not hold up the drain, then stops the gateway.
+    /// An HTTP/2 client of the gateway's TLS listener, closed by `withGateway`.
+    func connectHTTP2(group: any EventLoopGroup, tls: NIOSSLContext) async throws -> HTTP2TestClient {
+        let client = try await HTTP2TestClient.connect(port: port, group: group, tls: tls)
+        clientClosers.withLockedValue { $0.append({ await client.close() }) }
+        return client
+    }
+
+    /// Closes every client `connect` and `connectHTTP2` opened, so a stalled stream does not hold up the drain, then
+    /// stops the gateway.
     fileprivate func stopWithClients() async {
-        for client in clients.withLockedValue({ $0 }) { await client.close() }
+        for close in clientClosers.withLockedValue({ $0 }) { await close() }
         await stop()
     }
 }
