@@ -119,8 +119,9 @@ final class ClientConnectionStateMachineTests: XCTestCase {
         XCTAssertFalse(machine.takeClientRead(), "still no upstream to take the body")
         XCTAssertEqual(machine.upstreamConnected(isReused: false, now: clock), .sendRequest([.body(.byteBuffer(sse("hi")))]))
         XCTAssertTrue(machine.takeClientRead(), "the upstream can take the rest of the body")
-        XCTAssertTrue(machine.clientReadComplete(), "body parts written upstream are flushed at the end of a read")
-        XCTAssertEqual(machine.requestPartReceived(.end(nil), now: clock), .forwardRequestPart(.end(nil)))
+        XCTAssertEqual(machine.clientReadComplete(), .flushUpstream, "body parts written upstream go out per read")
+        XCTAssertEqual(machine.requestPartReceived(.end(nil), now: clock), .none, "the end waits for the read's end")
+        XCTAssertEqual(machine.clientReadComplete(), .forwardEnd(.end(nil)))
     }
 
     func testClientLeavingDuringAKeyRefreshIgnoresTheLateDecision() {
@@ -139,7 +140,7 @@ final class ClientConnectionStateMachineTests: XCTestCase {
         XCTAssertEqual(machine.admissionDecided(.forward(.init()), now: clock), .dial)
         XCTAssertEqual(machine.requestPartReceived(.body(sse("a")), now: clock), .none)
         XCTAssertFalse(machine.clientReadRequested())
-        XCTAssertFalse(machine.clientReadComplete())
+        XCTAssertEqual(machine.clientReadComplete(), .none)
         XCTAssertEqual(machine.upstreamConnected(isReused: false, now: clock), .sendRequest([.body(.byteBuffer(sse("a")))]))
         XCTAssertEqual(machine.timers[.responseHeader], clock + .seconds(30))
         XCTAssertTrue(machine.takeClientRead())
@@ -474,16 +475,80 @@ final class ClientConnectionStateMachineTests: XCTestCase {
         )
     }
 
-    func testMalformedRequestDuringAResponseClosesTheConnection() {
-        var machine = relaying()
-        XCTAssertEqual(machine.requestFailed(.malformed(.badRequest("x")), now: clock), .close)
-    }
-
     func testClientLeavingAbandonsTheExchangeAndClearsEveryTimer() {
         var machine = relaying(.init(idleTimeout: .seconds(5), heartbeat: .seconds(1)))
         XCTAssertEqual(machine.clientInactive(), .abandonExchange)
         XCTAssertTrue(machine.timers.armed.isEmpty)
         XCTAssertEqual(machine.phase, .closed)
         XCTAssertEqual(machine.requestPartReceived(.head(head()), now: clock), .none)
+    }
+
+    // MARK: Malformed request bodies
+
+    /// A machine whose chunked POST went upstream without its end yet.
+    private func uploading() -> Machine {
+        var machine = Machine(settings: settings)
+        _ = machine.requestPartReceived(.head(head(.POST, [("transfer-encoding", "chunked")])), now: clock)
+        _ = machine.admissionDecided(.forward(.init()), now: clock)
+        _ = machine.upstreamConnected(isReused: false, now: clock)
+        XCTAssertEqual(machine.requestPartReceived(.body(sse("a")), now: clock), .forwardRequestPart(.body(.byteBuffer(sse("a")))))
+        return machine
+    }
+
+    func testInvalidChunkBeforeAnyResponseIs400AndTheUpstreamNeverSeesAnEnd() {
+        var machine = uploading()
+        XCTAssertEqual(
+            machine.requestFailed(.malformed(.badRequest("bad chunk")), now: clock),
+            .rejectExchange(.badRequest("bad chunk"), closeConnection: true, then: .closeAfterWrite)
+        )
+        XCTAssertEqual(machine.clientReadComplete(), .none)
+    }
+
+    func testBodyLongerThanItsLengthIsRefusedBeforeItsEndGoesUpstream() {
+        var machine = Machine(settings: settings)
+        _ = machine.requestPartReceived(.head(head(.POST, [("content-length", "1")])), now: clock)
+        _ = machine.admissionDecided(.forward(.init()), now: clock)
+        _ = machine.upstreamConnected(isReused: false, now: clock)
+        _ = machine.requestPartReceived(.body(sse("a")), now: clock)
+        XCTAssertEqual(machine.requestPartReceived(.end(nil), now: clock), .none)
+        // The extra bytes, in the same read, are no request.
+        guard case .rejectExchange(_, true, .closeAfterWrite) = machine.requestFailed(
+            .malformed(.badRequest("x")), now: clock
+        ) else { return XCTFail("expected the exchange to be refused") }
+        XCTAssertEqual(machine.clientReadComplete(), .none, "the held end never goes upstream")
+    }
+
+    func testMalformedBytesAfterAForwardedRequestEndTheConnectionAfterItsResponse() {
+        var machine = relaying()
+        XCTAssertEqual(machine.requestFailed(.malformed(.badRequest("x")), now: clock), .none)
+        XCTAssertEqual(finish(machine.upstreamEnded(now: clock))?.then, .closeAfterWrite)
+    }
+
+    func testInvalidChunkDuringAResponseAbortsTheExchange() {
+        var machine = uploading()
+        _ = machine.upstreamResponseHead(isKeepAlive: true)
+        _ = machine.responseHeadWritten(isEventStream: true, passesChunkedWire: false, now: clock)
+        XCTAssertEqual(
+            machine.requestFailed(.malformed(.badRequest("x")), now: clock),
+            .abort(.init(prefix: nil, outcome: .error, upstreamError: nil, afterWritten: false))
+        )
+    }
+
+    func testInvalidChunkWhileDiallingIsAnswered() {
+        var machine = Machine(settings: settings)
+        _ = machine.requestPartReceived(.head(head(.POST, [("transfer-encoding", "chunked")])), now: clock)
+        _ = machine.admissionDecided(.forward(.init()), now: clock)
+        guard case .rejectExchange = machine.requestFailed(.malformed(.badRequest("x")), now: clock) else {
+            return XCTFail("expected the exchange to be refused")
+        }
+    }
+
+    func testInvalidChunkDuringAKeyRefreshIsAnswered() {
+        var machine = Machine(settings: settings)
+        _ = machine.requestPartReceived(.head(head(.POST, [("transfer-encoding", "chunked")])), now: clock)
+        _ = machine.admissionDecided(.refreshKeys, now: clock)
+        guard case .answer(_, true, .closeAfterWrite) = machine.requestFailed(.malformed(.badRequest("x")), now: clock)
+        else { return XCTFail("expected a 400") }
+        XCTAssertEqual(machine.admissionDecided(.forward(.init()), now: clock), .none, "the late decision is ignored")
     }
 }

@@ -45,8 +45,15 @@ final class BackpressureIntegrationTests: XCTestCase {
         }
     }
 
-    /// Runs `body` with a flooding upstream (`total` events), a gateway in front of it, and a client (16 KB receive
-    /// buffer) that asked for the flood, took the response head and the first bytes, and then stopped reading.
+    /// Runs `body` with a flooding upstream (`total` events), a gateway in front of it, and a client that asked for the
+    /// flood, took the response head and the first bytes, and then stopped reading.
+    ///
+    /// The client's receive buffer is 256 KB: small, so that kernel buffers hold little of the flood, but well above
+    /// loopback's 64 KB MSS. With 16 KB (as these tests once had) TCP's silly-window avoidance can slow the transfer to
+    /// a crawl: the client has read everything (`ss`: Recv-Q 0), yet the window it advertises stays below one MSS,
+    /// so the gateway's socket (3 MB not sent, `snd_wnd` 12 KB < `mss` 14 KB, 99.8% of its life `rwnd_limited`) only
+    /// sends a window's worth per zero-window probe — which is why the flood test timed out about once in ten full
+    /// runs, and why a dropped slow client sometimes never saw its connection close behind megabytes of unsent data.
     static func withSlowClient(
         total: Int,
         slowClientTimeout: Duration,
@@ -60,7 +67,7 @@ final class BackpressureIntegrationTests: XCTestCase {
                 configure: { $0.limits.slowClientTimeout = slowClientTimeout },
                 group: group
             ) { gateway in
-                let client = try await gateway.connect(group: group, autoRead: false, receiveBuffer: 16 * 1024)
+                let client = try await gateway.connect(group: group, autoRead: false, receiveBuffer: 256 * 1024)
                 try await client.get("/events/flood")
                 client.read()
                 try await body(source, gateway, client)
@@ -73,7 +80,7 @@ final class BackpressureIntegrationTests: XCTestCase {
         // the upstream to pause below may take up to 30 s on a loaded machine, as long as the default slow-client
         // timeout.
         try await Self.withSlowClient(total: 25_000, slowClientTimeout: .seconds(600), group: group) {
-            source, _, client in
+            source, gateway, client in
             // Wait until the upstream stops making progress (it is paused by backpressure), however busy the machine
             // is.
             var writtenWhileStalled = source.eventsWritten
@@ -94,7 +101,14 @@ final class BackpressureIntegrationTests: XCTestCase {
 
             try await client.setAutoRead(true)
             // The client checks each id as it arrives: the wait never decodes the 25 MB it holds.
-            let progress = try await client.waitForEnd(timeout: .seconds(60))
+            let progress: ReceiveProgress
+            do {
+                progress = try await client.waitForEnd(timeout: .seconds(60))
+            } catch {
+                // Which side stopped: the kernel's queues for every socket of this transfer.
+                print("stalled flood: upstream wrote \(source.eventsWritten) events\n" + socketReport(ports: [gateway.port]))
+                throw error
+            }
             XCTAssertEqual(progress.events, 25_000, "\(progress)")
             XCTAssertEqual(progress.firstEventID, "1", "\(progress)")
             XCTAssertEqual(progress.lastEventID, "25000", "\(progress)")

@@ -46,7 +46,7 @@ final class HandlerTests: XCTestCase {
     }
 
     private func request(_ channel: EmbeddedChannel, _ method: HTTPMethod, _ uri: String, _ headers: [(String, String)]) throws {
-        try channel.writeInbound(HTTPServerRequestPart.head(HTTPRequestHead(version: .http1_1, method: method, uri: uri, headers: HTTPHeaders(headers))))
+        try channel.writeInbound(HTTPServerRequestPart.head(HTTPRequestHead(version: .http1_1, method: method, uri: uri, headers: HTTPHeaders([("host", "gateway.test")] + headers))))
         try channel.writeInbound(HTTPServerRequestPart.end(nil))
     }
 
@@ -150,6 +150,16 @@ final class HandlerTests: XCTestCase {
         XCTAssertEqual(counter.reads, 1, "and only once")
         channel.read()
         XCTAssertEqual(counter.reads, 2)
+
+        // A read held when the connection goes back to the idle pool is issued: an idle connection must notice a close.
+        client.writable = false
+        channel.read()
+        XCTAssertEqual(counter.reads, 2)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 9)).wait()
+        let connector = UpstreamConnector(eventLoop: channel.embeddedEventLoop)
+        let key = UpstreamConnector.Key(scheme: .http, host: "127.0.0.1", port: 9, tlsIdentity: 0)
+        connector.release(UpstreamConnection(channel: channel, handler: handler, isReused: false, key: key))
+        XCTAssertEqual(counter.reads, 3)
     }
 
     func testAdminEndpoints() throws {

@@ -94,7 +94,9 @@ final class RelayGlueTests: XCTestCase {
     }
 
     private func get(_ glue: Glue, _ uri: String, headers: [(String, String)] = []) throws {
-        let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: uri, headers: HTTPHeaders(headers))
+        let head = HTTPRequestHead(
+            version: .http1_1, method: .GET, uri: uri, headers: HTTPHeaders([("host", "gateway.test")] + headers)
+        )
         try glue.client.writeInbound(HTTPServerRequestPart.head(head))
         try glue.client.writeInbound(HTTPServerRequestPart.end(nil))
         glue.loop.run()
@@ -185,7 +187,8 @@ final class RelayGlueTests: XCTestCase {
         let reads = ReadCounter()
         try glue.client.pipeline.syncOperations.addHandler(reads, position: .first)
         let head = HTTPRequestHead(
-            version: .http1_1, method: .POST, uri: "/events/chat", headers: ["transfer-encoding": "chunked"]
+            version: .http1_1, method: .POST, uri: "/events/chat",
+            headers: ["host": "gateway.test", "transfer-encoding": "chunked"]
         )
         try glue.client.writeInbound(HTTPServerRequestPart.head(head))
         glue.loop.run()

@@ -192,6 +192,9 @@ extension ClientConnectionStateMachine {
         case forwardRequestPart(HTTPClientRequestPart)
         /// Write a response of the gateway's own (`Connection: close` with `closeConnection`), then `then`.
         case answer(LocalAnswer, closeConnection: Bool, then: TurnEnd)
+        /// The request turned out malformed before any response began: close the upstream (it never saw a complete
+        /// request), answer the error with `Connection: close`, then `then`.
+        case rejectExchange(GatewayError, closeConnection: Bool, then: TurnEnd)
         /// The upstream failed before its response head: close it, count it, answer the failure, then `then`.
         case failExchange(UpstreamFailure, closeConnection: Bool, then: TurnEnd)
         /// Write the upstream's response head to the client, then `responseHeadWritten`.

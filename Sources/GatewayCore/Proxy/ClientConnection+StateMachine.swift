@@ -50,6 +50,8 @@ public struct ClientConnectionStateMachine: Sendable {
     var replayingPipelined = false
     var sentRequestBody = false
     var requestForwardedCompletely = false
+    /// The request's end, held until the end of the client read it came in.
+    var requestEndHeld: HTTPClientRequestPart?
     var retriedStaleConnection = false
     var lastConnectionWasReused = false
     // Response side.
@@ -102,7 +104,7 @@ public struct ClientConnectionStateMachine: Sendable {
                 pipelined.append(part)
                 return .none
             }
-            return handle(part, now: now)
+            return handle(part, inClientRead: true, now: now)
         }
     }
 
@@ -117,10 +119,10 @@ public struct ClientConnectionStateMachine: Sendable {
     }
 
     public mutating func pipelinedPartReplayed(_ part: HTTPServerRequestPart, now: NIODeadline) -> Action {
-        handle(part, now: now)
+        handle(part, inClientRead: false, now: now)
     }
 
-    mutating func handle(_ part: HTTPServerRequestPart, now: NIODeadline) -> Action {
+    mutating func handle(_ part: HTTPServerRequestPart, inClientRead: Bool, now: NIODeadline) -> Action {
         switch part {
         case .head(let head):
             guard phase == .awaitingRequestHead else {
@@ -136,18 +138,19 @@ public struct ClientConnectionStateMachine: Sendable {
             startExchange()
             return .admit(head)
         case .body(let buffer):
-            return requestPart(.body(.byteBuffer(buffer)))
+            return requestPart(.body(.byteBuffer(buffer)), inClientRead: inClientRead)
         case .end(let trailers):
             requestEnded = true
             if phase == .answered {
                 return .turnEnded(endTurn(answeredLocally: true, now: now))
             }
-            return requestPart(.end(trailers))
+            return requestPart(.end(trailers), inClientRead: inClientRead)
         }
     }
 
     mutating func startExchange() {
         pendingParts.removeAll()
+        requestEndHeld = nil
         sentRequestBody = false
         requestForwardedCompletely = false
         retriedStaleConnection = false
@@ -162,12 +165,18 @@ public struct ClientConnectionStateMachine: Sendable {
         upstreamSilentSince = nil
     }
 
-    mutating func requestPart(_ part: HTTPClientRequestPart) -> Action {
+    mutating func requestPart(_ part: HTTPClientRequestPart, inClientRead: Bool) -> Action {
         switch phase {
         case .admitting, .dialling:
             pendingParts.append(part)
             return .none
         case .awaitingResponseHead, .relaying:
+            if case .end = part, inClientRead {
+                // Held until the end of this client read: if the rest of the read is malformed (a bad chunk, a body
+                // longer than its Content-Length), the upstream must never have seen a complete request.
+                requestEndHeld = part
+                return .none
+            }
             markForwarded(part)
             return .forwardRequestPart(part)
         case .answered, .closing, .closed:
@@ -212,9 +221,23 @@ public struct ClientConnectionStateMachine: Sendable {
         }
     }
 
-    /// The end of a client read: request body parts written upstream go out.
-    public func clientReadComplete() -> Bool {
-        upstreamAttached && sentRequestBody
+    /// The end of a client read: request body parts written upstream go out, and the request's end if it came.
+    public mutating func clientReadComplete() -> ClientReadCompletion {
+        if let end = requestEndHeld {
+            requestEndHeld = nil
+            guard upstreamAttached, phase == .awaitingResponseHead || phase == .relaying else { return .none }
+            markForwarded(end)
+            return .forwardEnd(end)
+        }
+        return upstreamAttached && sentRequestBody ? .flushUpstream : .none
+    }
+
+    public enum ClientReadCompletion: Sendable, Equatable {
+        case none
+        /// Flush the body parts written upstream.
+        case flushUpstream
+        /// Write and flush the request's end (with its trailers).
+        case forwardEnd(HTTPClientRequestPart)
     }
 
     public mutating func clientWritabilityChanged(isWritable: Bool, now: NIODeadline) {
@@ -236,8 +259,35 @@ public struct ClientConnectionStateMachine: Sendable {
             return .none
         case .malformed(let gatewayError):
             keepAlive = false
-            guard phase == .awaitingRequestHead, pipelined.isEmpty else { return .close }
-            return answer(LocalAnswer(.error(gatewayError), log: .malformedRequest), now: now)
+            // Bytes after a request whose end already went upstream belong to a later request: this one is answered
+            // as it goes, then the connection closes. Before that, the malformed bytes are this request's (a bad
+            // chunk, a body longer than its Content-Length).
+            let currentRequestIsWhole = requestForwardedCompletely
+            switch phase {
+            case .awaitingRequestHead:
+                guard pipelined.isEmpty else { return .close }
+                return answer(LocalAnswer(.error(gatewayError), log: .malformedRequest), now: now)
+            case .admitting:
+                guard !currentRequestIsWhole else { return .none }
+                pendingParts.removeAll()
+                return answer(LocalAnswer(.error(gatewayError), log: .malformedRequest), now: now)
+            case .dialling, .awaitingResponseHead:
+                guard !currentRequestIsWhole else { return .none }
+                // No response has started: answer 400 and close; the upstream never saw a complete request.
+                pendingParts.removeAll()
+                requestEndHeld = nil
+                return .rejectExchange(
+                    gatewayError, closeConnection: !settings.isHTTP2, then: endTurn(answeredLocally: true, now: now)
+                )
+            case .relaying:
+                guard !currentRequestIsWhole else { return .none }
+                requestEndHeld = nil
+                return abort(outcome: .error)
+            case .answered:
+                return .close
+            case .closing, .closed:
+                return .none
+            }
         }
     }
 
@@ -304,6 +354,7 @@ public struct ClientConnectionStateMachine: Sendable {
     /// After a complete response: close, wait for the request's end, or wait for the next request.
     mutating func endTurn(answeredLocally: Bool, now: NIODeadline) -> TurnEnd {
         timers.clearExchangeTimers()
+        requestEndHeld = nil
         upstreamAttached = false
         upstreamReadHeld = false
         if settings.isHTTP2 {

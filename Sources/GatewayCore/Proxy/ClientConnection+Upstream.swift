@@ -55,7 +55,8 @@ extension ClientConnectionStateMachine {
     }
 
     /// Decoded body data from the upstream (the handler still holds the buffer).
-    public mutating func upstreamBodyReceived(_ buffer: ByteBuffer, now: NIODeadline) -> Action {
+    /// `now` is read only if the exchange ends here (no clock read per event).
+    public mutating func upstreamBodyReceived(_ buffer: ByteBuffer, now: @autoclosure () -> NIODeadline) -> Action {
         guard phase == .relaying else { preconditionFailure("upstream body in phase \(phase)") }
         // Mutated in place: no copy of the relay per read.
         switch relay!.upstreamBodyReceived(buffer) {
@@ -65,16 +66,17 @@ extension ClientConnectionStateMachine {
         case .relayPrefixAndFinish(let length, let frame, let reason):
             return finish(
                 prefix: .decoded(length: length), closingFrame: frame, outcome: ExchangeOutcome(reason),
-                reuseUpstream: false, now: now
+                reuseUpstream: false, now: now()
             )
         }
     }
 
     /// A chunked body's bytes exactly as received (wire mode). Malformed framing throws: the upstream is closed with
     /// that error.
-    public mutating func upstreamWireReceived(_ buffer: ByteBuffer, now: NIODeadline) throws(ChunkedFramingError)
-        -> Action
-    {
+    public mutating func upstreamWireReceived(
+        _ buffer: ByteBuffer,
+        now: @autoclosure () -> NIODeadline
+    ) throws(ChunkedFramingError) -> Action {
         guard phase == .relaying else { preconditionFailure("upstream wire bytes in phase \(phase)") }
         switch try relay!.upstreamWireReceived(buffer) {
         case .relay(let held, let length):
@@ -83,7 +85,7 @@ extension ClientConnectionStateMachine {
         case .relayPrefixAndFinish(let held, let length, let ending, let frame, let reason):
             return finish(
                 prefix: .wire(held: held, length: length), chunkEnding: ending, closingFrame: frame,
-                outcome: ExchangeOutcome(reason), reuseUpstream: false, now: now
+                outcome: ExchangeOutcome(reason), reuseUpstream: false, now: now()
             )
         }
     }

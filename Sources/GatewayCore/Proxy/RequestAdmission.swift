@@ -25,7 +25,8 @@ public struct SubjectStreamLimit: Sendable, Hashable {
     }
 }
 
-/// Admission of a request head, before any upstream is touched, in this order: CORS preflight (never carries
+/// Admission of a request head, before any upstream is touched, in this order: `Host` (RFC 9112 §3.2), CORS
+/// preflight (never carries
 /// credentials), the per-IP rate limit (checked before any token is verified, so floods are refused cheaply),
 /// routing and path normalisation, the token, the stream limits; then the upstream request (token removed from the
 /// query and cookies, forward header and claim headers set, hop-by-hop headers removed).
@@ -90,6 +91,9 @@ public struct RequestAdmission: Sendable {
     ) -> Decision<Limits.Ticket> {
         let origin = head.headers.first(name: "origin")
         let corsHeaders = cors?.responseHeaders(origin: origin) ?? [:]
+        if let problem = HostHeader.problem(in: head) {
+            return Self.reject(.badRequest(problem), headers: corsHeaders, route: nil, reason: "bad_host")
+        }
         if head.method == .OPTIONS, let cors, let origin,
             let requestMethod = head.headers.first(name: "access-control-request-method")
         {

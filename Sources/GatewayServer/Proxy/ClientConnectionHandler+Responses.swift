@@ -130,6 +130,21 @@ extension ClientConnectionHandler {
         writeAnswer(.init(.error(error), log: .none), closeConnection: closeConnection, then: then, context: context)
     }
 
+    /// The request turned out malformed before a response began: the upstream (which never saw a complete request)
+    /// is closed, and the error answered.
+    func rejectExchange(
+        _ error: GatewayError,
+        closeConnection: Bool,
+        then: ClientConnectionStateMachine.TurnEnd,
+        context: ChannelHandlerContext
+    ) {
+        guard let exchange else { preconditionFailure("request rejected without an exchange") }
+        self.exchange = nil
+        closeUpstream(of: exchange)
+        recordFinished(exchange, outcome: .rejected, status: error.status)
+        writeAnswer(.init(.error(error), log: .malformedRequest), closeConnection: closeConnection, then: then, context: context)
+    }
+
     /// Ends the client's response cleanly (chunked terminator) and releases or closes the upstream.
     func finishResponse(
         _ finish: ClientConnectionStateMachine.ResponseFinish,

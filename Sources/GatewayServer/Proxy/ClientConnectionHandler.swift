@@ -82,8 +82,13 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if state.clientReadComplete(), let upstream = exchange?.upstream {
-            upstream.channel.flush()
+        switch state.clientReadComplete() {
+        case .none:
+            break
+        case .flushUpstream:
+            exchange?.upstream?.channel.flush()
+        case .forwardEnd(let end):
+            forward(end)
         }
         context.fireChannelReadComplete()
     }
@@ -209,6 +214,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
             forward(part)
         case .answer(let local, let closeConnection, let then):
             writeAnswer(local, closeConnection: closeConnection, then: then, context: context)
+        case .rejectExchange(let error, let closeConnection, let then):
+            rejectExchange(error, closeConnection: closeConnection, then: then, context: context)
         case .failExchange(let failure, let closeConnection, let then):
             failExchange(failure, closeConnection: closeConnection, then: then, context: context)
         case .writeBody:

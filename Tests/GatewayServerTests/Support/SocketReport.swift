@@ -1,0 +1,34 @@
+import Foundation
+
+/// What the kernel holds for the test's loopback connections (`ss -tnoim`): unsent bytes (Send-Q), unread bytes
+/// (Recv-Q), windows and timers of every TCP socket with a queue, and of every socket on `ports`. Printed when a
+/// transfer stalls, so a failure tells which side stopped: a reader that does not read, or a writer that does not
+/// write.
+func socketReport(ports: [Int]) -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["ss", "-tnoim"]
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    do {
+        try process.run()
+    } catch {
+        return "ss could not run: \(error)"
+    }
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    let lines = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+    var report: [String] = []
+    var index = 1
+    while index < lines.count {
+        let line = lines[index]
+        let detail = index + 1 < lines.count && lines[index + 1].hasPrefix("\t") ? lines[index + 1] : ""
+        let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+        let queued = fields.count > 2 && (fields[1] != "0" || fields[2] != "0")
+        let onPort = ports.contains { port in line.contains(":\(port) ") || line.hasSuffix(":\(port)") }
+        if queued || onPort { report.append(String(line) + "\n" + String(detail)) }
+        index += detail.isEmpty ? 1 : 2
+    }
+    return report.isEmpty ? "ss: no socket with queued bytes" : report.joined(separator: "\n")
+}
