@@ -24,6 +24,7 @@ struct GatewayEnvironment: Sendable {
 public final class GatewayMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     private let factory: PrometheusMetricsFactory
+    private let process: ProcessMetrics
     private let routes = NIOLockedValueBox<[String: RouteMetrics]>([:])
     private let jwksSeen = NIOLockedValueBox<[String: (successes: Int, failures: Int)]>([:])
     /// The `result` label of reloads and JWKS fetches.
@@ -56,7 +57,7 @@ public final class GatewayMetrics: Sendable {
     /// The route label of requests refused before routing (rate limit, no route), as the client handler writes it.
     static let unroutedRoute = "-"
 
-    public init() {
+    public init(version: String = GatewayBuild.version) {
         self.registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.defaultDurationHistogramBuckets = [
@@ -65,6 +66,15 @@ public final class GatewayMetrics: Sendable {
             .seconds(60), .seconds(300), .seconds(1800), .seconds(3600),
         ]
         self.factory = factory
+        self.process = ProcessMetrics(registry: registry)
+        registry.makeGauge(
+            descriptor: MetricNameDescriptor(
+                metricName: "sse_gateway_build",
+                unitName: "info",
+                helpText: "Always 1; the version label says which sse-gateway is running."
+            ),
+            labels: [("version", version)]
+        ).set(Int64(1))
         _ = Metrics.Counter(label: "sse_gateway_connections_rejected_total", factory: factory)
         for result in ResultLabel.allCases { _ = reloadCounter(result) }
         for statusClass in Self.statusClasses {
@@ -188,8 +198,9 @@ public final class GatewayMetrics: Sendable {
         if failures > previous.1 { jwksCounter(policy, .failure).increment(by: failures - previous.1) }
     }
 
-    /// The Prometheus text exposition.
+    /// The Prometheus text exposition, with the process metrics sampled first.
     public func exposition() -> String {
-        registry.emitToString()
+        process.sample()
+        return registry.emitToString()
     }
 }

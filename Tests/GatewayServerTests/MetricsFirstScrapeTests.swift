@@ -5,7 +5,7 @@ import NIOPosix
 import XCTest
 
 /// `/metrics` before any traffic: dashboards and `absent()` alerts need every family and every label set of the
-/// configured routes from the first scrape, at zero.
+/// configured routes from the first scrape, at zero, plus the process metrics and the build info.
 final class MetricsFirstScrapeTests: XCTestCase {
     let group = MultiThreadedEventLoopGroup.singleton
 
@@ -82,6 +82,32 @@ final class MetricsFirstScrapeTests: XCTestCase {
             }
             XCTAssertEqual(fetches("success"), 0, exposition)
             XCTAssertGreaterThanOrEqual(try XCTUnwrap(fetches("failure"), exposition), 1, "the start-up fetch got a 404")
+            XCTAssertEqual(samples[Self.series("sse_gateway_build_info", [("version", GatewayBuild.version)])], 1)
+        }
+    }
+
+    func testProcessMetricsArePlausible() async throws {
+        try await withOperatedGateway { gateway in
+            let first = try await Self.scrape(gateway)
+            let samples = OperationsIntegrationTests.samples(first)
+            let openFDs = try XCTUnwrap(samples["process_open_fds"], first)
+            XCTAssertGreaterThan(openFDs, 2, "stdio and the listeners at least")
+            XCTAssertGreaterThanOrEqual(try XCTUnwrap(samples["process_max_fds"]), openFDs)
+            XCTAssertGreaterThan(try XCTUnwrap(samples["process_resident_memory_bytes"]), 1_000_000, first)
+            let start = try XCTUnwrap(samples["process_start_time_seconds"])
+            let now = Date().timeIntervalSince1970
+            XCTAssertLessThanOrEqual(start, now + 1)
+            XCTAssertGreaterThan(start, now - 86_400, "this test process started today")
+            let cpu = try XCTUnwrap(samples["process_cpu_seconds_total"])
+            XCTAssertGreaterThan(cpu, 0)
+            XCTAssertTrue(first.contains("# TYPE process_cpu_seconds_total counter"), first)
+
+            // Some work between two scrapes: the CPU counter never goes back.
+            var spin = 0.0
+            for index in 0..<2_000_000 { spin += Double(index).squareRoot() }
+            XCTAssertGreaterThan(spin, 0)
+            let second = OperationsIntegrationTests.samples(try await Self.scrape(gateway))
+            XCTAssertGreaterThanOrEqual(try XCTUnwrap(second["process_cpu_seconds_total"]), cpu)
         }
     }
 
