@@ -180,7 +180,11 @@ public final class GatewayMetrics: Sendable {
     }
 
     private func reloadCounter(_ result: ResultLabel) -> Metrics.Counter {
-        Metrics.Counter(label: "sse_gateway_config_reloads_total", dimensions: [("result", result.rawValue)], factory: factory)
+        Metrics.Counter(
+            label: "sse_gateway_config_reloads_total",
+            dimensions: [("result", result.rawValue)],
+            factory: factory
+        )
     }
 
     private func jwksCounter(_ policy: String, _ result: ResultLabel) -> Metrics.Counter {
