@@ -65,6 +65,7 @@ public final class Gateway: Service, Sendable {
         self.runtimes = RuntimeHolder(try GatewayRuntime(configuration: configuration, logger: logger))
         self.connectors = UpstreamConnectors(group: group)
         self.environment = GatewayEnvironment(logger: logger, metrics: GatewayMetrics(), admission: StreamAdmission())
+        environment.metrics.prepare(for: runtimes.current)
     }
 
     /// The configuration currently used for new requests.
@@ -208,6 +209,8 @@ public final class Gateway: Service, Sendable {
                 throw error
             }
         }
+        // The new routes' series exist before their first request can be counted.
+        environment.metrics.prepare(for: runtime)
         runtimes.replace(with: runtime)
         let tasks = Self.startJWKSRefresh(runtime)
         let (oldTasks, oldChannels, oldListener) = state.withLockedValue {

@@ -1,3 +1,4 @@
+import GatewayCore
 import Logging
 import Metrics
 import NIOConcurrencyHelpers
@@ -16,11 +17,21 @@ struct GatewayEnvironment: Sendable {
 /// Labelled by route name, policy name and small fixed vocabularies (outcome, reason, kind, status class), never by
 /// raw URL, so label sets stay bounded. Per-event figures (events, bytes) are added once per finished request rather
 /// than per event, so the relay's hot path touches no shared counter.
+///
+/// Every series a configuration can produce exists from the first scrape, at zero (`prepare(for:)`): dashboards
+/// and `absent()` alerts must not depend on traffic having happened. The vocabularies come from the enums'
+/// `allCases`, so a new outcome, reason or kind is pre-created without touching this file.
 public final class GatewayMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     private let factory: PrometheusMetricsFactory
+    private let process: ProcessMetrics
     private let routes = NIOLockedValueBox<[String: RouteMetrics]>([:])
     private let jwksSeen = NIOLockedValueBox<[String: (successes: Int, failures: Int)]>([:])
+    /// The `result` label of reloads and JWKS fetches.
+    private enum ResultLabel: String, CaseIterable {
+        case success
+        case failure
+    }
     /// Labelled counters already made, by label and label values: asking the Prometheus registry for a counter
     /// validates and hashes its name and labels under the registry's lock, too slow for once per request.
     private let counters = NIOLockedValueBox<[CounterKey: Metrics.Counter]>([:])
@@ -43,7 +54,10 @@ public final class GatewayMetrics: Sendable {
         let slowClientsDropped: Metrics.Counter
     }
 
-    public init() {
+    /// The route label of requests refused before routing (rate limit, no route), as the client handler writes it.
+    static let unroutedRoute = "-"
+
+    public init(version: String = GatewayBuild.version) {
         self.registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.defaultDurationHistogramBuckets = [
@@ -52,6 +66,48 @@ public final class GatewayMetrics: Sendable {
             .seconds(60), .seconds(300), .seconds(1800), .seconds(3600),
         ]
         self.factory = factory
+        self.process = ProcessMetrics(registry: registry)
+        registry.makeGauge(
+            descriptor: MetricNameDescriptor(
+                metricName: "sse_gateway_build",
+                unitName: "info",
+                helpText: "Always 1; the version label says which sse-gateway is running."
+            ),
+            labels: [("version", version)]
+        ).set(Int64(1))
+        _ = Metrics.Counter(label: "sse_gateway_connections_rejected_total", factory: factory)
+        for result in ResultLabel.allCases { _ = reloadCounter(result) }
+        for statusClass in Self.statusClasses {
+            _ = counter("sse_gateway_requests_total", ("route", Self.unroutedRoute), ("status", statusClass))
+        }
+    }
+
+    /// Creates, at zero, every series the runtime's configuration can produce: per route the stream, relay, request,
+    /// outcome and upstream error series (and auth failures where the route has a policy), and the JWKS fetches of
+    /// each policy with a `jwks_url`. Called at start and by each reload, before the new routes take requests; series
+    /// of routes a reload removed stay (Prometheus counters never go back).
+    func prepare(for runtime: GatewayRuntime) {
+        for route in runtime.configuration.routes {
+            let name = route.name
+            _ = self.route(name)
+            for statusClass in Self.statusClasses {
+                _ = counter("sse_gateway_requests_total", ("route", name), ("status", statusClass))
+            }
+            for outcome in ExchangeOutcome.allCases {
+                _ = counter("sse_gateway_streams_ended_total", ("route", name), ("outcome", outcome.rawValue))
+            }
+            for kind in UpstreamFailure.Kind.allCases {
+                _ = counter("sse_gateway_upstream_errors_total", ("route", name), ("kind", kind.rawValue))
+            }
+            if route.auth != nil {
+                for reason in AuthFailure.Reason.allCases {
+                    _ = counter("sse_gateway_auth_failures_total", ("route", name), ("reason", reason.label))
+                }
+            }
+        }
+        for policy in runtime.jwksFetchers.keys {
+            for result in ResultLabel.allCases { _ = jwksCounter(policy, result) }
+        }
     }
 
     func route(_ name: String) -> RouteMetrics {
@@ -83,7 +139,8 @@ public final class GatewayMetrics: Sendable {
     }
 
     func requestFinished(route: String, status: Int) {
-        let statusClass = status >= 100 && status < 600 ? Self.statusClasses[status / 100] : "other"
+        let index = (100..<600).contains(status) ? status / 100 - 1 : Self.statusClasses.count - 1
+        let statusClass = Self.statusClasses[index]
         counter("sse_gateway_requests_total", ("route", route), ("status", statusClass)).increment()
     }
 
@@ -99,7 +156,8 @@ public final class GatewayMetrics: Sendable {
         counter("sse_gateway_upstream_errors_total", ("route", route), ("kind", kind)).increment()
     }
 
-    private static let statusClasses = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"]
+    /// The `status` label: the class of the status answered, or `other` when there was none (the client left first).
+    private static let statusClasses = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"]
 
     /// A counter with two labels, made once and then reused.
     private func counter(_ label: String, _ first: (String, String), _ second: (String, String)) -> Metrics.Counter {
@@ -118,11 +176,19 @@ public final class GatewayMetrics: Sendable {
     }
 
     func configReload(succeeded: Bool) {
+        reloadCounter(succeeded ? .success : .failure).increment()
+    }
+
+    private func reloadCounter(_ result: ResultLabel) -> Metrics.Counter {
         Metrics.Counter(
             label: "sse_gateway_config_reloads_total",
-            dimensions: [("result", succeeded ? "success" : "failure")],
+            dimensions: [("result", result.rawValue)],
             factory: factory
-        ).increment()
+        )
+    }
+
+    private func jwksCounter(_ policy: String, _ result: ResultLabel) -> Metrics.Counter {
+        counter("sse_gateway_jwks_fetches_total", ("policy", policy), ("result", result.rawValue))
     }
 
     /// Brings the JWKS fetch counters up to date with the fetchers' own counts (called at scrape time).
@@ -132,19 +198,13 @@ public final class GatewayMetrics: Sendable {
             seen[policy] = (max(old.successes, successes), max(old.failures, failures))
             return old
         }
-        let labels = { (result: String) in [("policy", policy), ("result", result)] }
-        if successes > previous.0 {
-            Metrics.Counter(label: "sse_gateway_jwks_fetches_total", dimensions: labels("success"), factory: factory)
-                .increment(by: successes - previous.0)
-        }
-        if failures > previous.1 {
-            Metrics.Counter(label: "sse_gateway_jwks_fetches_total", dimensions: labels("failure"), factory: factory)
-                .increment(by: failures - previous.1)
-        }
+        if successes > previous.0 { jwksCounter(policy, .success).increment(by: successes - previous.0) }
+        if failures > previous.1 { jwksCounter(policy, .failure).increment(by: failures - previous.1) }
     }
 
-    /// The Prometheus text exposition.
+    /// The Prometheus text exposition, with the process metrics sampled first.
     public func exposition() -> String {
-        registry.emitToString()
+        process.sample()
+        return registry.emitToString()
     }
 }

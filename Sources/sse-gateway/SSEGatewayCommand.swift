@@ -12,6 +12,7 @@ struct SSEGatewayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sse-gateway",
         abstract: "A reverse proxy that lets a browser EventSource reach protected streaming APIs.",
+        version: GatewayBuild.version,
         subcommands: [Serve.self, Check.self, Demo.self],
         defaultSubcommand: Serve.self
     )

@@ -19,7 +19,7 @@ final class AuthCacheTests: XCTestCase {
 
     func testCacheRespectsExp() async throws {
         let auth = try Policies.jwt(adjust: { $0.clockSkew = .zero })
-        let token = try await Mint.hs256(Mint.valid { $0.exp = TestKeys.now + 10 })
+        let token = try await Mint.hs256(Mint.valid { $0.exp = TestKeys.nowSeconds + 10 })
         XCTAssertNotNil(auth.bearer(token).request)
         XCTAssertNotNil(auth.bearer(token, now: TestKeys.now + 9).request)
         XCTAssertEqual(auth.signatureVerifications, 1)

@@ -14,9 +14,10 @@ struct TestClaims: JWTPayload {
     }
 
     var sub: String? = "user-1"
-    var exp: Double?
-    var nbf: Double?
-    var iat: Double?
+    /// Whole seconds, as every token the gateway's own tools mint (see `DemoTokenTests`).
+    var exp: Int?
+    var nbf: Int?
+    var iat: Int?
     var iss: String?
     var aud: AudienceClaim?
     var org: Org?
@@ -30,7 +31,8 @@ struct TestClaims: JWTPayload {
 
 /// Keys generated once per test run (RSA generation is slow).
 enum TestKeys {
-    static let now: Double = 1_800_000_000
+    static let nowSeconds = 1_800_000_000
+    static let now = Double(nowSeconds)
     /// 64 bytes: jwt-kit asserts HMAC keys are at least as long as the hash output (HS512).
     static let secret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
     static let rsa: JWTKit.Insecure.RSA.PrivateKey = try! JWTKit.Insecure.RSA.PrivateKey(
@@ -97,7 +99,7 @@ enum Mint {
     }
 
     static func valid(_ adjust: (inout TestClaims) -> Void = { _ in }) -> TestClaims {
-        var claims = TestClaims(exp: TestKeys.now + 600, iat: TestKeys.now - 10)
+        var claims = TestClaims(exp: TestKeys.nowSeconds + 600, iat: TestKeys.nowSeconds - 10)
         adjust(&claims)
         return claims
     }

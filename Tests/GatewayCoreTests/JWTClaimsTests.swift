@@ -5,7 +5,7 @@ import XCTest
 
 /// Every claim check, with tokens minted by jwt-kit (HS256).
 final class JWTClaimsTests: XCTestCase {
-    let now = TestKeys.now
+    let now = TestKeys.nowSeconds
 
     func outcome(
         _ claims: TestClaims,
@@ -17,7 +17,7 @@ final class JWTClaimsTests: XCTestCase {
     func testValidTokenAuthenticatesWithSubjectAndExpiry() async throws {
         let request = try await outcome(Mint.valid()).request
         XCTAssertEqual(request?.identity.subject, "user-1")
-        XCTAssertEqual(request?.identity.expiresAt, now + 600)
+        XCTAssertEqual(request?.identity.expiresAt, Double(now + 600))
         XCTAssertEqual(request?.identity.method, .jwt)
     }
 

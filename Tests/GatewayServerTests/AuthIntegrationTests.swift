@@ -14,8 +14,9 @@ import XCTest
 /// Claims for tokens minted in these tests with jwt-kit's own signer.
 private struct Claims: JWTPayload {
     var sub: String = "user-42"
-    var exp: Double = Date().timeIntervalSince1970 + 600
-    var iat: Double = Date().timeIntervalSince1970 - 5
+    /// Whole seconds, as every token the gateway's own tools mint.
+    var exp = Int(Date().timeIntervalSince1970) + 600
+    var iat = Int(Date().timeIntervalSince1970) - 5
     var aud: String? = "events"
     var iss: String? = "https://issuer.test"
     var org: [String: String]? = ["id": "org-7"]
@@ -136,7 +137,7 @@ final class AuthIntegrationTests: XCTestCase {
     func testRejectionsNeverReachTheUpstream() async throws {
         try await withUpstream(group: group, handler: Self.secretStream) { upstream in
             try await withAuthGateway(upstream, policy: policy()) { gateway in
-                let now = Date().timeIntervalSince1970
+                let now = Int(Date().timeIntervalSince1970)
                 let cases: [(String, String)] = [
                     ("missing", ""),
                     ("wrong signature", try await mint { await $0.add(hmac: HMACKey(from: Self.secret + "x"), digestAlgorithm: .sha256) }),
@@ -144,7 +145,7 @@ final class AuthIntegrationTests: XCTestCase {
                     ("not yet valid (iat in the future)", try await hs256(Claims(exp: now + 7200, iat: now + 3600))),
                     ("wrong audience", try await hs256(Claims(aud: "other"))),
                     ("wrong issuer", try await hs256(Claims(iss: "https://evil.test"))),
-                    ("alg none", Mint.unsigned(#"{"alg":"none","typ":"JWT"}"#, #"{"sub":"x","exp":\#(Int(now + 600))}"#)),
+                    ("alg none", Mint.unsigned(#"{"alg":"none","typ":"JWT"}"#, #"{"sub":"x","exp":\#(now + 600)}"#)),
                     ("garbage", "not.a.jwt"),
                 ]
                 for (name, token) in cases {
@@ -300,7 +301,7 @@ final class AuthIntegrationTests: XCTestCase {
             responder.body("id: 1\ndata: before expiry\n\n")
         }) { upstream in
             try await withAuthGateway(upstream, policy: policy()) { gateway in
-                let token = try await hs256(Claims(exp: Date().timeIntervalSince1970 + 1.5))
+                let token = try await hs256(Claims(exp: Int((Date().timeIntervalSince1970 + 1.5).rounded(.up))))
                 let client = try await gateway.connect(group: group)
                 try await client.get("/events/feed?access_token=\(token)")
                 let text = try await client.wait(for: "token_expired and end") { $0.hasSuffix("0\r\n\r\n") }

@@ -11,7 +11,8 @@ import XCTest
 /// Claims of the tokens these tests mint with jwt-kit (HS256, the `browser` policy's audience).
 private struct BrowserClaims: JWTPayload {
     var sub = "browser-user"
-    var exp: Double
+    /// Whole seconds, as every token the gateway's own tools mint.
+    var exp: Int
     var aud = "events"
 
     func verify(using algorithm: some JWTKit.JWTAlgorithm) async throws {}
@@ -31,7 +32,7 @@ final class BrowserTests: XCTestCase {
     private static func mint(lifetime: TimeInterval = 600) async throws -> String {
         let keys = JWTKeyCollection()
         await keys.add(hmac: HMACKey(from: Self.secret), digestAlgorithm: .sha256)
-        return try await keys.sign(BrowserClaims(exp: Date().timeIntervalSince1970 + lifetime))
+        return try await keys.sign(BrowserClaims(exp: Int((Date().timeIntervalSince1970 + lifetime).rounded(.up))))
     }
 
     /// Runs `body` with a gateway whose `/events/` route needs the `browser` policy (query, then cookie), plus

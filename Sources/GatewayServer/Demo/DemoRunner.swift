@@ -73,18 +73,29 @@ public struct DemoRunner: Sendable {
     }
 
     /// Mints a one-hour HS256 token for the first policy that verifies HMAC tokens, with its audience and issuer.
+    ///
+    /// `exp`, `iat` and `nbf` are whole seconds: RFC 7519 allows fractional NumericDates, but several JWT libraries
+    /// reject them, and this token is pasted everywhere. (jwt-kit writes `Date` claims as fractional seconds unless
+    /// its serializer's encoder uses `.integerSecondsSince1970`.)
     static func mintToken(_ configuration: GatewayConfiguration) async throws -> (policy: String, token: String)? {
         let candidates = configuration.authPolicies.sorted { $0.key < $1.key }
         guard let (name, policy) = candidates.first(where: { $0.value.jwt?.algorithms.contains(.hs256) == true }),
             let jwt = policy.jwt, let secret = jwt.secret
         else { return nil }
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .integerSecondsSince1970
         let keys = JWTKeyCollection()
-        await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
+        await keys.add(
+            hmac: HMACKey(from: secret),
+            digestAlgorithm: .sha256,
+            serializer: DefaultJWTSerializer(jsonEncoder: encoder)
+        )
         let now = Date()
         let payload = DemoClaims(
             sub: SubjectClaim(value: "demo-user"),
             exp: ExpirationClaim(value: now.addingTimeInterval(3600)),
             iat: IssuedAtClaim(value: now),
+            nbf: NotBeforeClaim(value: now),
             aud: jwt.audience.map { AudienceClaim(value: [$0]) },
             iss: jwt.issuer.map { IssuerClaim(value: $0) }
         )
@@ -101,6 +112,7 @@ struct DemoClaims: JWTPayload {
     var sub: SubjectClaim
     var exp: ExpirationClaim
     var iat: IssuedAtClaim
+    var nbf: NotBeforeClaim
     var aud: AudienceClaim?
     var iss: IssuerClaim?
 
