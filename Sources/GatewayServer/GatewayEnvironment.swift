@@ -76,6 +76,7 @@ public final class GatewayMetrics: Sendable {
             labels: [("version", version)]
         ).set(Int64(1))
         _ = Metrics.Counter(label: "sse_gateway_connections_rejected_total", factory: factory)
+        _ = Metrics.Counter(label: "sse_gateway_rate_limited_total", factory: factory)
         for result in ResultLabel.allCases { _ = reloadCounter(result) }
         for statusClass in Self.statusClasses {
             _ = counter("sse_gateway_requests_total", ("route", Self.unroutedRoute), ("status", statusClass))
@@ -173,6 +174,11 @@ public final class GatewayMetrics: Sendable {
 
     func connectionRejected() {
         Metrics.Counter(label: "sse_gateway_connections_rejected_total", factory: factory).increment()
+    }
+
+    /// A request refused by `limits.new_streams_per_second_per_ip` (429).
+    func rateLimited() {
+        Metrics.Counter(label: "sse_gateway_rate_limited_total", factory: factory).increment()
     }
 
     func configReload(succeeded: Bool) {

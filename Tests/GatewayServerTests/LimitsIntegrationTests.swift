@@ -76,6 +76,8 @@ final class LimitsIntegrationTests: XCTestCase {
                 }
                 XCTAssertEqual(statuses.filter { $0 == "HTTP/1.1 200" }.count, 3, "\(statuses)")
                 XCTAssertEqual(statuses.filter { $0 == "HTTP/1.1 429" }.count, 2, "\(statuses)")
+                let samples = OperationsIntegrationTests.samples(gateway.gateway.metricsExposition())
+                XCTAssertEqual(samples["sse_gateway_rate_limited_total"], 2)
             }
         }
     }

@@ -79,6 +79,7 @@ final class MetricsFirstScrapeTests: XCTestCase {
                 expectZero("sse_gateway_requests_total", ("route", "-"), ("status", status))
             }
             expectZero("sse_gateway_connections_rejected_total")
+            expectZero("sse_gateway_rate_limited_total")
             for result in ["success", "failure"] { expectZero("sse_gateway_config_reloads_total", ("result", result)) }
             let fetches = { (result: String) in
                 samples[Self.series("sse_gateway_jwks_fetches_total", [("policy", "idp"), ("result", result)])]

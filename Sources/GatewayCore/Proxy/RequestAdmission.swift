@@ -71,9 +71,17 @@ public struct RequestAdmission: Sendable {
         public var ticket: Ticket
     }
 
+    /// What a refusal adds to, beside `requests_total`.
+    public enum Refusal: Sendable, Equatable {
+        /// `auth_failures_total{reason}`.
+        case authFailure(AuthFailure.Reason)
+        /// `rate_limited_total`.
+        case rateLimited
+    }
+
     public enum Decision<Ticket> {
-        /// The gateway answers itself; `authFailure` counts in `auth_failures_total`.
-        case answer(LocalAnswer, authFailure: AuthFailure.Reason?)
+        /// The gateway answers itself; `refusal` says which counter the answer adds to.
+        case answer(LocalAnswer, refusal: Refusal?)
         /// Routed, the token still to check (`authenticate`).
         case routed(Routed)
         /// The token names a key the gateway does not hold: refresh the keys, then `authenticate` once more without
@@ -98,14 +106,14 @@ public struct RequestAdmission: Sendable {
             let requestMethod = head.headers.first(name: "access-control-request-method")
         {
             let allowed = cors.preflightHeaders(origin: origin, requestMethod: requestMethod)
-            return .answer(LocalAnswer(.empty(.noContent), headers: allowed ?? corsHeaders, log: .none), authFailure: nil)
+            return .answer(LocalAnswer(.empty(.noContent), headers: allowed ?? corsHeaders, log: .none), refusal: nil)
         }
         if let refused = limits.admitNewRequest(
             clientIP: clientIP,
             newStreamsPerSecond: configuration.limits.newStreamsPerSecondPerIP,
             now: now
         ) {
-            return Self.reject(refused, headers: corsHeaders, route: nil, reason: "rate_limited")
+            return Self.reject(refused, headers: corsHeaders, route: nil, reason: "rate_limited", refusal: .rateLimited)
         }
         do {
             let routed = try routeTable.route(uri: head.uri)
@@ -140,7 +148,7 @@ public struct RequestAdmission: Sendable {
                 .error(failure.gatewayError), headers: headers,
                 log: .rejected(route: route.name, reason: failure.reason.label)
             )
-            return .answer(answer, authFailure: failure.reason)
+            return .answer(answer, refusal: .authFailure(failure.reason))
         case .needsKeyRefresh(let kid):
             return .refreshKeys(request, kid: kid)
         }
@@ -189,9 +197,10 @@ public struct RequestAdmission: Sendable {
         _ error: GatewayError,
         headers: HTTPHeaders,
         route: String?,
-        reason: String
+        reason: String,
+        refusal: Refusal? = nil
     ) -> Decision<Ticket> {
-        .answer(LocalAnswer(.error(error), headers: headers, log: .rejected(route: route, reason: reason)), authFailure: nil)
+        .answer(LocalAnswer(.error(error), headers: headers, log: .rejected(route: route, reason: reason)), refusal: refusal)
     }
 
     /// The timers of an admitted exchange, from its route and its token. `exp` is wall-clock time (`wallClock`,

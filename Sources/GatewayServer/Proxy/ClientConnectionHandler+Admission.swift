@@ -63,9 +63,16 @@ extension ClientConnectionHandler {
                 limits: environment.admission
             )
             take(next, runtime: runtime, allowKeyRefresh: allowKeyRefresh, context: context)
-        case .answer(let answer, let authFailure):
-            if let authFailure, case .rejected(let route?, _) = answer.log {
-                environment.metrics.authFailure(route: route, reason: authFailure.label)
+        case .answer(let answer, let refusal):
+            switch refusal {
+            case .authFailure(let reason):
+                if case .rejected(let route?, _) = answer.log {
+                    environment.metrics.authFailure(route: route, reason: reason.label)
+                }
+            case .rateLimited:
+                environment.metrics.rateLimited()
+            case nil:
+                break
             }
             run(state.admissionDecided(.answer(answer), now: now))
         case .refreshKeys(_, let kid):
