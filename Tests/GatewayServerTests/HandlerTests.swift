@@ -116,14 +116,6 @@ final class HandlerTests: XCTestCase {
     }
 
     func testUpstreamReadsAreHeldWhileTheClientIsUnwritable() throws {
-        final class ReadCounter: ChannelOutboundHandler {
-            typealias OutboundIn = NIOAny
-            var reads = 0
-            func read(context: ChannelHandlerContext) {
-                reads += 1
-                context.read()
-            }
-        }
         final class Client: UpstreamConnectionDelegate {
             var writable = false
             func upstreamReadRequested() -> Bool { writable }

@@ -12,16 +12,6 @@ import XCTest
 /// The client and upstream handlers glued together on one `EmbeddedEventLoop`: the whole relay, including both
 /// directions of backpressure, with no sockets and no real time.
 final class RelayGlueTests: XCTestCase {
-    /// Counts the reads that reach the head of a channel's pipeline (what NIO would turn into socket reads).
-    final class ReadCounter: ChannelOutboundHandler {
-        typealias OutboundIn = NIOAny
-        var reads = 0
-        func read(context: ChannelHandlerContext) {
-            reads += 1
-            context.read()
-        }
-    }
-
     /// Dials `EmbeddedChannel`s on the test's loop; each carries the real `UpstreamChannelHandler`.
     final class EmbeddedDialer: UpstreamDialer {
         let loop: EmbeddedEventLoop

@@ -114,35 +114,25 @@ extension ClientConnectionHandler {
         }
     }
 
-    /// The upstream failed before its response head: closed, counted and logged, and the failure answered.
-    func failExchange(
-        _ failure: UpstreamFailure,
-        closeConnection: Bool,
-        then: ClientConnectionStateMachine.TurnEnd,
-        context: ChannelHandlerContext
-    ) {
-        guard let exchange else { preconditionFailure("upstream failure without an exchange") }
-        self.exchange = nil
-        environment.metrics.upstreamError(route: exchange.route.name, kind: failure.kind.rawValue)
-        closeUpstream(of: exchange)
-        let error = failure.gatewayError
-        recordFinished(exchange, outcome: .error, status: error.status)
-        writeAnswer(.init(.error(error), log: .none), closeConnection: closeConnection, then: then, context: context)
-    }
-
-    /// The request turned out malformed before a response began: the upstream (which never saw a complete request)
-    /// is closed, and the error answered.
-    func rejectExchange(
+    /// Ends an exchange before any response began, with an answer of the gateway's own: the upstream failed before its
+    /// response head (`upstreamFailure`, counted), or the request turned out malformed (the upstream, which never saw
+    /// a complete request, is closed). Logged as the exchange, then answered.
+    func answerInstead(
         _ error: GatewayError,
+        outcome: ExchangeOutcome,
+        upstreamFailure: UpstreamFailure.Kind? = nil,
         closeConnection: Bool,
         then: ClientConnectionStateMachine.TurnEnd,
         context: ChannelHandlerContext
     ) {
-        guard let exchange else { preconditionFailure("request rejected without an exchange") }
+        guard let exchange else { preconditionFailure("exchange answered without an exchange") }
         self.exchange = nil
+        if let upstreamFailure {
+            environment.metrics.upstreamError(route: exchange.route.name, kind: upstreamFailure.rawValue)
+        }
         closeUpstream(of: exchange)
-        recordFinished(exchange, outcome: .rejected, status: error.status)
-        writeAnswer(.init(.error(error), log: .malformedRequest), closeConnection: closeConnection, then: then, context: context)
+        recordFinished(exchange, outcome: outcome, status: error.status)
+        writeAnswer(.init(.error(error), log: .none), closeConnection: closeConnection, then: then, context: context)
     }
 
     /// Ends the client's response cleanly (chunked terminator) and releases or closes the upstream.

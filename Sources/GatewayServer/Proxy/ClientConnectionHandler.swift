@@ -215,9 +215,12 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
         case .answer(let local, let closeConnection, let then):
             writeAnswer(local, closeConnection: closeConnection, then: then, context: context)
         case .rejectExchange(let error, let closeConnection, let then):
-            rejectExchange(error, closeConnection: closeConnection, then: then, context: context)
+            answerInstead(error, outcome: .rejected, closeConnection: closeConnection, then: then, context: context)
         case .failExchange(let failure, let closeConnection, let then):
-            failExchange(failure, closeConnection: closeConnection, then: then, context: context)
+            answerInstead(
+                failure.gatewayError, outcome: .error, upstreamFailure: failure.kind, closeConnection: closeConnection,
+                then: then, context: context
+            )
         case .writeBody:
             if let data { context.write(wrapOutboundOut(.body(.byteBuffer(data))), promise: nil) }
         case .writeWire(let held, let length):
