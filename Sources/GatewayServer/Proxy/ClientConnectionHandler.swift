@@ -59,12 +59,17 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
         )
     }
 
-    var now: NIODeadline { context?.eventLoop.now ?? .now() }
+    /// The connection's event loop, kept at `handlerAdded`: its clock is read once per upstream read.
+    private var eventLoop: (any EventLoop)?
+
+    /// Now on the event loop's clock (virtual in `EmbeddedEventLoop` tests): every deadline is taken from it.
+    var now: NIODeadline { eventLoop?.now ?? .now() }
 
     // MARK: Channel events
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        self.eventLoop = context.eventLoop
         if context.channel.isActive {
             state.connectionActive(now: now)
             settle()
