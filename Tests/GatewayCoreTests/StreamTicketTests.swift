@@ -5,13 +5,23 @@ import XCTest
 /// The ticket secret: its shape, its digest, and the sealing of its grant.
 final class StreamTicketTests: XCTestCase {
     private static let identity = VerifiedIdentity(
-        method: .jwt, subject: "alice", expiresAt: 2_000,
-        claimHeaders: [ClaimHeader(name: "X-User-Id", value: "alice"), ClaimHeader(name: "X-Org", value: "{\"id\":7}")]
+        method: .jwt,
+        subject: "alice",
+        expiresAt: 2_000,
+        claimHeaders: [
+            ClaimHeader(name: "X-User-Id", value: "alice"),
+            ClaimHeader(name: "X-Org", value: "{\"id\":7}"),
+        ]
     )
     private static let token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
 
     private func grant() -> TicketGrant {
-        TicketGrant(route: "events", target: "/events/orders?x=1", identity: Self.identity, token: Self.token)
+        TicketGrant(
+            route: "events",
+            target: "/events/orders?x=1",
+            identity: Self.identity,
+            token: Self.token
+        )
     }
 
     func testATicketIsThePrefixAnd256BitsOfBase64URL() {
@@ -40,7 +50,10 @@ final class StreamTicketTests: XCTestCase {
         let ticket = StreamTicket(randomBytes: Array(repeating: 1, count: 32))
         XCTAssertEqual(ticket.digest.bytes.count, 32)
         XCTAssertEqual(ticket.digest, StreamTicket(parsing: ticket.text)?.digest)
-        XCTAssertNotEqual(ticket.digest, StreamTicket(randomBytes: Array(repeating: 2, count: 32)).digest)
+        XCTAssertNotEqual(
+            ticket.digest,
+            StreamTicket(randomBytes: Array(repeating: 2, count: 32)).digest
+        )
     }
 
     func testAGrantOpensOnlyUnderItsOwnTicket() {

@@ -7,7 +7,13 @@ final class TicketConfigurationTests: XCTestCase {
     private static let secret = "0123456789abcdef0123456789abcdef-secret"
 
     /// A file with one route under `users`; `tickets` is the policy's `tickets:` block (indented by 4).
-    private static func yaml(tickets: String, sources: String = "", prefix: String = "/events/") -> String {
+    private static func yaml(
+        tickets: String,
+        sources: String = "",
+        prefix: String = "/events/"
+    )
+        -> String
+    {
         """
         routes:
           - name: events
@@ -23,10 +29,17 @@ final class TicketConfigurationTests: XCTestCase {
     }
 
     private func parse(_ yaml: String) throws -> GatewayConfiguration {
-        try GatewayConfiguration.parse(yaml: yaml, file: "gw.yml", baseDirectory: "/", environment: [:]).configuration
+        try GatewayConfiguration.parse(yaml: yaml, file: "gw.yml", baseDirectory: "/", environment: [:])
+            .configuration
     }
 
-    private func errors(_ yaml: String, file: StaticString = #filePath, line: UInt = #line) -> [String] {
+    private func errors(
+        _ yaml: String,
+        file: StaticString = #filePath,
+        line: UInt = #line
+    )
+        -> [String]
+    {
         do {
             _ = try parse(yaml)
             XCTFail("expected configuration errors", file: file, line: line)
@@ -66,8 +79,13 @@ final class TicketConfigurationTests: XCTestCase {
         XCTAssertEqual(
             try parse(Self.yaml(tickets: block)).authPolicies["users"]?.tickets,
             TicketConfiguration(
-                path: "/auth/ticket", ttl: .seconds(10), parameter: "t", reconnectGrace: .zero, maxResumes: 0,
-                maxOutstandingPerSubject: 5, mintsPerMinutePerSubject: 12
+                path: "/auth/ticket",
+                ttl: .seconds(10),
+                parameter: "t",
+                reconnectGrace: .zero,
+                maxResumes: 0,
+                maxOutstandingPerSubject: 5,
+                mintsPerMinutePerSubject: 12
             )
         )
     }
@@ -94,7 +112,9 @@ final class TicketConfigurationTests: XCTestCase {
             "auth_policies.users.tickets.max_uses",
         ]
         XCTAssertEqual(found.count, expected.count, "\(found)")
-        for (error, fragment) in zip(found, expected) { XCTAssertTrue(error.contains(fragment), "\(error)") }
+        for (error, fragment) in zip(found, expected) {
+            XCTAssertTrue(error.contains(fragment), "\(error)")
+        }
     }
 
     func testTheParameterCannotBeAQueryTokenSource() {
@@ -115,23 +135,28 @@ final class TicketConfigurationTests: XCTestCase {
 
     func testTheTicketsPathIsNoRoutesPrefix() {
         let found = errors(Self.yaml(tickets: "    tickets: {path: /events/}"))
-        XCTAssertEqual(found, ["gw.yml:3:18: routes[0].path_prefix: '/events/' is the tickets path of auth policy 'users'"])
+        XCTAssertEqual(
+            found,
+            ["gw.yml:3:18: routes[0].path_prefix: '/events/' is the tickets path of auth policy 'users'"]
+        )
     }
 
     func testATicketsPathUnderARoutesPrefixIsAllowed() throws {
         XCTAssertEqual(
-            try parse(Self.yaml(tickets: "    tickets: {path: /events/ticket}")).authPolicies["users"]?.tickets?.path,
+            try parse(Self.yaml(tickets: "    tickets: {path: /events/ticket}")).authPolicies["users"]?
+                .tickets?.path,
             "/events/ticket"
         )
     }
 
     func testTwoPoliciesCannotShareATicketsPath() {
-        let yaml = Self.yaml(tickets: "    tickets: {}") + """
+        let yaml =
+            Self.yaml(tickets: "    tickets: {}") + """
 
-              admins:
-                jwt: {algorithms: [HS256], secret: "\(Self.secret)"}
-                tickets: {ttl: 5s}
-            """
+                  admins:
+                    jwt: {algorithms: [HS256], secret: "\(Self.secret)"}
+                    tickets: {ttl: 5s}
+                """
         let found = errors(yaml)
         XCTAssertEqual(found.count, 1, "\(found)")
         XCTAssertTrue(

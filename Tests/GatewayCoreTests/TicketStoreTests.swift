@@ -6,10 +6,15 @@ import XCTest
 /// Mint and redemption over the in-memory store: limits, binding, the use rules end to end, and purging.
 final class TicketStoreTests: XCTestCase {
     private static let identity = VerifiedIdentity(
-        method: .jwt, subject: "alice", expiresAt: 10_000, claimHeaders: [ClaimHeader(name: "X-User-Id", value: "alice")]
+        method: .jwt,
+        subject: "alice",
+        expiresAt: 10_000,
+        claimHeaders: [ClaimHeader(name: "X-User-Id", value: "alice")]
     )
     private static let route = RouteConfiguration(
-        name: "events", pathPrefix: "/events/", upstream: UpstreamURL(scheme: .http, host: "127.0.0.1", port: 9000),
+        name: "events",
+        pathPrefix: "/events/",
+        upstream: UpstreamURL(scheme: .http, host: "127.0.0.1", port: 9000),
         auth: "users"
     )
 
@@ -27,8 +32,16 @@ final class TicketStoreTests: XCTestCase {
         }
     }
 
-    private func binding(_ uri: String, parameter: String = "sse_ticket") throws -> StreamTickets.Binding {
-        StreamTickets.Binding(try RouteTable(routes: [Self.route]).route(uri: uri), parameter: parameter)
+    private func binding(
+        _ uri: String,
+        parameter: String = "sse_ticket"
+    ) throws
+        -> StreamTickets.Binding
+    {
+        StreamTickets.Binding(
+            try RouteTable(routes: [Self.route]).route(uri: uri),
+            parameter: parameter
+        )
     }
 
     private func mint(
@@ -39,12 +52,21 @@ final class TicketStoreTests: XCTestCase {
         now: Double = 1_000
     ) throws -> Result<StreamTickets.Minted, GatewayError> {
         tickets.mint(
-            policy: "users", configuration: configuration, url: url, binding: try binding(url), identity: identity,
-            token: "the-token", now: now
+            policy: "users",
+            configuration: configuration,
+            url: url,
+            binding: try binding(url),
+            identity: identity,
+            token: "the-token",
+            now: now
         )
     }
 
-    private func issued(_ result: Result<StreamTickets.Minted, GatewayError>) throws -> StreamTickets.Minted {
+    private func issued(
+        _ result: Result<StreamTickets.Minted, GatewayError>
+    ) throws
+        -> StreamTickets.Minted
+    {
         try result.get()
     }
 
@@ -77,14 +99,20 @@ final class TicketStoreTests: XCTestCase {
         XCTAssertEqual(try mint(tickets, configuration).failure?.status, .tooManyRequests)
         var bob = Self.identity
         bob.subject = "bob"
-        XCTAssertNoThrow(try issued(try mint(tickets, configuration, identity: bob)), "another subject has its own")
+        XCTAssertNoThrow(
+            try issued(try mint(tickets, configuration, identity: bob)),
+            "another subject has its own"
+        )
         // Once the first two can no longer be redeemed, they stop counting.
         XCTAssertNoThrow(try issued(try mint(tickets, configuration, now: 1_031)))
     }
 
     func testMintRatePerSubjectAllowsABurstThenTheRate() throws {
         let tickets = StreamTickets(randomBytes: Self.counter())
-        let configuration = TicketConfiguration(maxOutstandingPerSubject: 100, mintsPerMinutePerSubject: 6)
+        let configuration = TicketConfiguration(
+            maxOutstandingPerSubject: 100,
+            mintsPerMinutePerSubject: 6
+        )
         for _ in 0..<TicketConfiguration.mintBurst { _ = try issued(try mint(tickets, configuration)) }
         let refused = try mint(tickets, configuration).failure
         XCTAssertEqual(refused?.status, .tooManyRequests)
@@ -108,8 +136,13 @@ final class TicketStoreTests: XCTestCase {
         let tickets = StreamTickets(randomBytes: Self.counter())
         let minted = try issued(try mint(tickets))
         let binding = try binding(minted.url)
-        XCTAssertEqual(binding.target, "/events/orders?x=1", "the ticket parameter is not part of the binding")
-        guard case .ok(let grant) = tickets.redeem(minted.ticket.text, binding: binding, now: 1_001) else {
+        XCTAssertEqual(
+            binding.target,
+            "/events/orders?x=1",
+            "the ticket parameter is not part of the binding"
+        )
+        guard case .ok(let grant) = tickets.redeem(minted.ticket.text, binding: binding, now: 1_001)
+        else {
             return XCTFail("not redeemed")
         }
         XCTAssertEqual(grant.token, "the-token")
@@ -140,17 +173,28 @@ final class TicketStoreTests: XCTestCase {
     func testBindingMismatchLeavesTheTicketUnused() throws {
         let tickets = StreamTickets(randomBytes: Self.counter())
         let minted = try issued(try mint(tickets))
-        for other in ["/events/orders?x=2", "/events/orders", "/events/other?x=1", "/events/orders?x=1&y=2"] {
-            XCTAssertEqual(tickets.redeem(minted.ticket.text, binding: try binding(other), now: 1_001), .bindingMismatch)
+        for other in [
+            "/events/orders?x=2", "/events/orders", "/events/other?x=1", "/events/orders?x=1&y=2",
+        ] {
+            XCTAssertEqual(
+                tickets.redeem(minted.ticket.text, binding: try binding(other), now: 1_001),
+                .bindingMismatch
+            )
         }
-        XCTAssertEqual(tickets.redeem(minted.ticket.text, binding: try binding(minted.url), now: 1_001).result, .ok)
+        XCTAssertEqual(
+            tickets.redeem(minted.ticket.text, binding: try binding(minted.url), now: 1_001).result,
+            .ok
+        )
     }
 
     func testPathNormalisationIsPartOfTheBinding() throws {
         let tickets = StreamTickets(randomBytes: Self.counter())
         let minted = try issued(try mint(tickets, url: "/events/./orders"))
         let redeemURL = "/events/orders?sse_ticket=" + minted.ticket.text
-        XCTAssertEqual(tickets.redeem(minted.ticket.text, binding: try binding(redeemURL), now: 1_001).result, .ok)
+        XCTAssertEqual(
+            tickets.redeem(minted.ticket.text, binding: try binding(redeemURL), now: 1_001).result,
+            .ok
+        )
     }
 
     func testUnknownTickets() throws {
@@ -166,7 +210,10 @@ final class TicketStoreTests: XCTestCase {
     func testExpiredFirstUse() throws {
         let tickets = StreamTickets(randomBytes: Self.counter())
         let minted = try issued(try mint(tickets))
-        XCTAssertEqual(tickets.redeem(minted.ticket.text, binding: try binding(minted.url), now: 1_030), .expired)
+        XCTAssertEqual(
+            tickets.redeem(minted.ticket.text, binding: try binding(minted.url), now: 1_030),
+            .expired
+        )
     }
 
     // MARK: Purging
@@ -191,7 +238,9 @@ final class TicketStoreTests: XCTestCase {
         let minted = try issued(try mint(tickets))
         let binding = try binding(minted.url)
         XCTAssertEqual(tickets.redeem(minted.ticket.text, binding: binding, now: 1_001).result, .ok)
-        for second in stride(from: 1_040.0, to: 1_200, by: 10) { _ = tickets.redeem(Self.stranger, binding: binding, now: second) }
+        for second in stride(from: 1_040.0, to: 1_200, by: 10) {
+            _ = tickets.redeem(Self.stranger, binding: binding, now: second)
+        }
         XCTAssertEqual(store.count, 1)
         tickets.release(minted.ticket, now: 1_200)
         XCTAssertEqual(tickets.redeem(minted.ticket.text, binding: binding, now: 1_210).result, .ok)
@@ -200,13 +249,18 @@ final class TicketStoreTests: XCTestCase {
     func testEachOperationPurgesAFewNeverAll() throws {
         let store = InMemoryTicketStore(retention: 0)
         let tickets = StreamTickets(store: store, randomBytes: Self.counter())
-        let configuration = TicketConfiguration(maxOutstandingPerSubject: 100, mintsPerMinutePerSubject: 1_000)
+        let configuration = TicketConfiguration(
+            maxOutstandingPerSubject: 100,
+            mintsPerMinutePerSubject: 1_000
+        )
         for _ in 0..<10 { _ = try issued(try mint(tickets, configuration)) }
         let binding = try binding("/events/orders?x=1")
         _ = tickets.redeem(Self.stranger, binding: binding, now: 2_000)
         XCTAssertEqual(store.count, 10, "4 retired, none forgotten yet")
         XCTAssertEqual(store.outstanding(owner: "users\u{0}alice"), 10 - InMemoryTicketStore.purgeBatch)
-        for second in 1...6 { _ = tickets.redeem(Self.stranger, binding: binding, now: 2_000 + Double(second)) }
+        for second in 1...6 {
+            _ = tickets.redeem(Self.stranger, binding: binding, now: 2_000 + Double(second))
+        }
         XCTAssertEqual(store.count, 0)
     }
 

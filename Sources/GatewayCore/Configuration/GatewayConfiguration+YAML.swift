@@ -106,11 +106,8 @@ struct ConfigurationSchema {
         if let node = top["admin"] { configuration.admin = admin(node, "admin") }
         if let node = top["auth_policies"] { configuration.authPolicies = policies(node, "auth_policies") }
         if let node = reader.required(top, "routes") {
-            let ticketPaths = configuration.authPolicies.reduce(into: [String: String]()) { paths, entry in
-                if let tickets = entry.value.tickets { paths[tickets.path] = entry.key }
-            }
             configuration.routes = routes(
-                node, "routes", policies: Set(configuration.authPolicies.keys), ticketPaths: ticketPaths
+                node, "routes", policies: Set(configuration.authPolicies.keys), ticketPaths: configuration.ticketPaths
             )
         }
         if let node = top["cors"] { configuration.cors = cors(node, "cors") }

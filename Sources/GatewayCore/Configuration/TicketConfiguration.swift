@@ -39,3 +39,12 @@ public struct TicketConfiguration: Sendable, Equatable {
         self.mintsPerMinutePerSubject = mintsPerMinutePerSubject
     }
 }
+
+extension GatewayConfiguration {
+    /// Each policy's `tickets.path`, to the policy's name.
+    public var ticketPaths: [String: String] {
+        authPolicies.reduce(into: [:]) { paths, entry in
+            if let tickets = entry.value.tickets { paths[tickets.path] = entry.key }
+        }
+    }
+}

@@ -16,7 +16,9 @@ public struct StreamTicket: Sendable, Hashable, CustomStringConvertible {
     /// A new ticket from 32 random bytes.
     public init(randomBytes: [UInt8]) {
         precondition(randomBytes.count == 32, "a stream ticket is 32 random bytes")
-        text = Self.prefix + Data(randomBytes).base64EncodedString()
+        text =
+            Self.prefix
+            + Data(randomBytes).base64EncodedString()
             .replacingOccurrences(of: "+", with: "-")
             .replacingOccurrences(of: "/", with: "_")
             .replacingOccurrences(of: "=", with: "")
@@ -35,7 +37,9 @@ public struct StreamTicket: Sendable, Hashable, CustomStringConvertible {
     public var description: String { Self.prefix + "…" }
 
     /// What the store files the ticket under.
-    public var digest: TicketDigest { TicketDigest(bytes: Array(SHA256.hash(data: Array(text.utf8)))) }
+    public var digest: TicketDigest {
+        TicketDigest(bytes: Array(SHA256.hash(data: Array(text.utf8))))
+    }
 
     private var sealingKey: SymmetricKey {
         HKDF<SHA256>.deriveKey(
@@ -49,7 +53,9 @@ public struct StreamTicket: Sendable, Hashable, CustomStringConvertible {
     public func seal(_ grant: TicketGrant) -> [UInt8] {
         do {
             let box = try AES.GCM.seal(try JSONEncoder().encode(grant), using: sealingKey)
-            guard let combined = box.combined else { preconditionFailure("AES-GCM with the default nonce size") }
+            guard let combined = box.combined else {
+                preconditionFailure("AES-GCM with the default nonce size")
+            }
             return Array(combined)
         } catch {
             preconditionFailure("sealing a ticket grant cannot fail: \(error)")
@@ -103,7 +109,9 @@ public struct TicketGrant: Sendable, Equatable, Codable {
             method: VerifiedIdentity.Method(rawValue: method) ?? .jwt,
             subject: subject,
             expiresAt: tokenExpiresAt,
-            claimHeaders: claimHeaders.compactMap { $0.count == 2 ? ClaimHeader(name: $0[0], value: $0[1]) : nil }
+            claimHeaders: claimHeaders.compactMap {
+                $0.count == 2 ? ClaimHeader(name: $0[0], value: $0[1]) : nil
+            }
         )
     }
 }

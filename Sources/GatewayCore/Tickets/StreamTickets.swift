@@ -65,19 +65,35 @@ public final class StreamTickets: Sendable {
         if let expiresAt = identity.expiresAt { lifetime = min(lifetime, expiresAt - now) }
         guard lifetime > 0 else { return .failure(.invalidToken("the token has expired")) }
         let ticket = StreamTicket(randomBytes: randomBytes())
-        let grant = TicketGrant(route: binding.route, target: binding.target, identity: identity, token: token)
+        let grant = TicketGrant(
+            route: binding.route,
+            target: binding.target,
+            identity: identity,
+            token: token
+        )
         let rules = TicketUse.Rules(
             reconnectGrace: configuration.reconnectGrace.inSeconds,
             maxResumes: configuration.maxResumes
         )
-        let use = TicketUse(rules: rules, firstUseDeadline: now + lifetime, tokenExpiresAt: identity.expiresAt)
-        let owner = policy + "\u{0}" + (identity.subject ?? "#" + SHA256.hash(data: Array(token.utf8)).map { String(format: "%02x", $0) }.joined())
+        let use = TicketUse(
+            rules: rules,
+            firstUseDeadline: now + lifetime,
+            tokenExpiresAt: identity.expiresAt
+        )
+        let owner =
+            policy + "\u{0}"
+            + (identity.subject ?? "#"
+                + SHA256.hash(data: Array(token.utf8)).map { String(format: "%02x", $0) }.joined())
         let limits = MintLimits(
             maxOutstanding: configuration.maxOutstandingPerSubject,
             mintsPerMinute: configuration.mintsPerMinutePerSubject
         )
-        switch store.insert(StoredTicket(sealed: ticket.seal(grant), owner: owner, use: use), under: ticket.digest,
-            limits: limits, now: now)
+        switch store.insert(
+            StoredTicket(sealed: ticket.seal(grant), owner: owner, use: use),
+            under: ticket.digest,
+            limits: limits,
+            now: now
+        )
         {
         case .stored:
             let separator = url.contains("?") ? "&" : "?"
@@ -89,16 +105,22 @@ public final class StreamTickets: Sendable {
                 )
             )
         case .tooManyOutstanding:
-            return .failure(.tooManyRequests("too many outstanding tickets for this subject", retryAfterSeconds: 1))
+            return .failure(
+                .tooManyRequests("too many outstanding tickets for this subject", retryAfterSeconds: 1)
+            )
         case .rateLimited(let seconds):
-            return .failure(.tooManyRequests("too many tickets minted for this subject", retryAfterSeconds: seconds))
+            return .failure(
+                .tooManyRequests("too many tickets minted for this subject", retryAfterSeconds: seconds)
+            )
         }
     }
 
     /// Redeems `text` for a request bound to `binding`; on `.ok` the ticket is live until `release`.
     public func redeem(_ text: String, binding: Binding, now: Double) -> TicketRedemption {
         guard let ticket = StreamTicket(parsing: text) else { return .unknown }
-        return store.redeem(ticket, now: now) { $0.route == binding.route && $0.target == binding.target }
+        return store.redeem(ticket, now: now) {
+            $0.route == binding.route && $0.target == binding.target
+        }
     }
 
     /// The connection that redeemed `ticket` ended.
@@ -106,4 +128,3 @@ public final class StreamTickets: Sendable {
         store.release(ticket.digest, now: now)
     }
 }
-

@@ -68,9 +68,20 @@ public enum TicketRedemption: Sendable, Equatable {
 /// gateway replicas implements the same three atomic operations.
 public protocol TicketStore: Sendable {
     /// Files a new ticket, unless its owner is at a limit.
-    func insert(_ ticket: StoredTicket, under digest: TicketDigest, limits: MintLimits, now: Double) -> TicketInsertion
+    func insert(
+        _ ticket: StoredTicket,
+        under digest: TicketDigest,
+        limits: MintLimits,
+        now: Double
+    )
+        -> TicketInsertion
     /// Atomically: finds the ticket, opens its grant, checks it against `binding`, and applies `TicketUse.redeem`.
-    func redeem(_ ticket: StreamTicket, now: Double, binding: (TicketGrant) -> Bool) -> TicketRedemption
+    func redeem(
+        _ ticket: StreamTicket,
+        now: Double,
+        binding: (TicketGrant) -> Bool
+    )
+        -> TicketRedemption
     /// The connection holding a redeemed ticket ended (its reconnect grace starts).
     func release(_ digest: TicketDigest, now: Double)
 }
@@ -100,7 +111,9 @@ public final class InMemoryTicketStore: TicketStore, @unchecked Sendable {
     public var count: Int { lock.withLock { state.tickets.count } }
 
     /// Tickets of `owner` that count towards `max_outstanding_per_subject`.
-    public func outstanding(owner: String) -> Int { lock.withLock { state.outstanding[owner, default: 0] } }
+    public func outstanding(owner: String) -> Int {
+        lock.withLock { state.outstanding[owner, default: 0] }
+    }
 
     public func insert(
         _ ticket: StoredTicket,
@@ -110,11 +123,17 @@ public final class InMemoryTicketStore: TicketStore, @unchecked Sendable {
     ) -> TicketInsertion {
         lock.withLock {
             purge(now: now)
-            if state.outstanding[ticket.owner, default: 0] >= limits.maxOutstanding { return .tooManyOutstanding }
+            if state.outstanding[ticket.owner, default: 0] >= limits.maxOutstanding {
+                return .tooManyOutstanding
+            }
             let rate = Double(limits.mintsPerMinute) / 60
             var bucket =
                 state.mintBuckets[ticket.owner]
-                ?? TokenBucket(ratePerSecond: rate, capacity: Double(TicketConfiguration.mintBurst), now: now)
+                ?? TokenBucket(
+                    ratePerSecond: rate,
+                    capacity: Double(TicketConfiguration.mintBurst),
+                    now: now
+                )
             guard bucket.take(now: now) else {
                 state.mintBuckets[ticket.owner] = bucket
                 return .rateLimited(retryAfterSeconds: bucket.secondsUntilNextToken(now: now))
@@ -127,11 +146,19 @@ public final class InMemoryTicketStore: TicketStore, @unchecked Sendable {
         }
     }
 
-    public func redeem(_ ticket: StreamTicket, now: Double, binding: (TicketGrant) -> Bool) -> TicketRedemption {
+    public func redeem(
+        _ ticket: StreamTicket,
+        now: Double,
+        binding: (TicketGrant) -> Bool
+    )
+        -> TicketRedemption
+    {
         let digest = ticket.digest
         return lock.withLock {
             purge(now: now)
-            guard var stored = state.tickets[digest], let grant = ticket.open(stored.sealed) else { return .unknown }
+            guard var stored = state.tickets[digest], let grant = ticket.open(stored.sealed) else {
+                return .unknown
+            }
             guard binding(grant) else { return .bindingMismatch }
             if let refusal = stored.use.redeem(now: now) {
                 return refusal == .expired ? .expired : .reused
@@ -143,7 +170,9 @@ public final class InMemoryTicketStore: TicketStore, @unchecked Sendable {
 
     public func release(_ digest: TicketDigest, now: Double) {
         lock.withLock {
-            guard var stored = state.tickets[digest] else { preconditionFailure("released a ticket the store forgot") }
+            guard var stored = state.tickets[digest] else {
+                preconditionFailure("released a ticket the store forgot")
+            }
             stored.use.close(now: now)
             state.tickets[digest] = stored
             if let deadline = stored.use.redeemableUntil { state.deadlines.push(deadline, digest) }
@@ -159,7 +188,8 @@ public final class InMemoryTicketStore: TicketStore, @unchecked Sendable {
         var popped = 0
         while popped < Self.purgeBatch, let (deadline, digest) = state.deadlines.popIfBefore(now) {
             popped += 1
-            guard var stored = state.tickets[digest], let current = stored.use.redeemableUntil, current <= deadline
+            guard var stored = state.tickets[digest], let current = stored.use.redeemableUntil,
+                current <= deadline
             else { continue }
             guard stored.counted else {
                 state.tickets[digest] = nil
@@ -171,7 +201,9 @@ public final class InMemoryTicketStore: TicketStore, @unchecked Sendable {
             state.outstanding[stored.owner, default: 1] -= 1
             if state.outstanding[stored.owner] == 0 {
                 state.outstanding[stored.owner] = nil
-                if state.mintBuckets[stored.owner]?.isFull(now: now) == true { state.mintBuckets[stored.owner] = nil }
+                if state.mintBuckets[stored.owner]?.isFull(now: now) == true {
+                    state.mintBuckets[stored.owner] = nil
+                }
             }
         }
     }
