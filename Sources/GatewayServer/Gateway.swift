@@ -62,9 +62,14 @@ public final class Gateway: Service, Sendable {
         logger: Logger = Logger(label: "sse-gateway")
     ) throws {
         self.group = group
-        self.runtimes = RuntimeHolder(try GatewayRuntime(configuration: configuration, logger: logger))
+        let tickets = StreamTickets()
+        self.runtimes = RuntimeHolder(
+            try GatewayRuntime(configuration: configuration, logger: logger, tickets: tickets)
+        )
         self.connectors = UpstreamConnectors(group: group)
-        self.environment = GatewayEnvironment(logger: logger, metrics: GatewayMetrics(), admission: StreamAdmission())
+        self.environment = GatewayEnvironment(
+            logger: logger, metrics: GatewayMetrics(), admission: StreamAdmission(), tickets: tickets
+        )
         environment.metrics.prepare(for: runtimes.current)
     }
 
@@ -176,7 +181,9 @@ public final class Gateway: Service, Sendable {
                 message: "turning TLS on or off needs a restart"
             )
         }
-        let runtime = try GatewayRuntime(configuration: configuration, logger: environment.logger)
+        let runtime = try GatewayRuntime(
+            configuration: configuration, logger: environment.logger, tickets: environment.tickets
+        )
         await Self.fetchJWKS(runtime)
         // A changed address: the new listener is bound first (a failure leaves everything as it was), the old one
         // stops accepting after the swap; connections it accepted run on untouched.

@@ -4,11 +4,12 @@ import Metrics
 import NIOConcurrencyHelpers
 import Prometheus
 
-/// Process-wide services the handlers use: the logger and the metrics.
+/// Process-wide services the handlers use: the logger, the metrics, the stream limits and the stream tickets.
 struct GatewayEnvironment: Sendable {
     var logger: Logger
     var metrics: GatewayMetrics
     var admission: StreamAdmission
+    var tickets = StreamTickets()
 }
 
 /// The gateway's metrics (swift-metrics handles backed by a Prometheus registry owned by the gateway, exported on
@@ -77,6 +78,8 @@ public final class GatewayMetrics: Sendable {
         ).set(Int64(1))
         _ = Metrics.Counter(label: "sse_gateway_connections_rejected_total", factory: factory)
         _ = Metrics.Counter(label: "sse_gateway_rate_limited_total", factory: factory)
+        _ = Metrics.Counter(label: "sse_gateway_tickets_issued_total", factory: factory)
+        for result in TicketRedemption.Result.allCases { _ = ticketsRedeemedCounter(result) }
         for result in ResultLabel.allCases { _ = reloadCounter(result) }
         for statusClass in Self.statusClasses {
             _ = counter("sse_gateway_requests_total", ("route", Self.unroutedRoute), ("status", statusClass))
@@ -179,6 +182,24 @@ public final class GatewayMetrics: Sendable {
     /// A request refused by `limits.new_streams_per_second_per_ip` (429).
     func rateLimited() {
         Metrics.Counter(label: "sse_gateway_rate_limited_total", factory: factory).increment()
+    }
+
+    /// `sse_gateway_tickets_issued_total`: stream tickets minted.
+    func ticketIssued() {
+        Metrics.Counter(label: "sse_gateway_tickets_issued_total", factory: factory).increment()
+    }
+
+    /// `sse_gateway_tickets_redeemed_total{result}`: stream tickets presented, by what became of them.
+    func ticketRedeemed(_ result: TicketRedemption.Result) {
+        ticketsRedeemedCounter(result).increment()
+    }
+
+    private func ticketsRedeemedCounter(_ result: TicketRedemption.Result) -> Metrics.Counter {
+        Metrics.Counter(
+            label: "sse_gateway_tickets_redeemed_total",
+            dimensions: [("result", result.rawValue)],
+            factory: factory
+        )
     }
 
     func configReload(succeeded: Bool) {

@@ -21,12 +21,17 @@ final class GatewayRuntime: Sendable {
     let cors: CORSPolicy?
     /// Preflight, rate limit, routing, token and stream limits, in that order.
     let admission: RequestAdmission
-    /// Every token source of every policy: what access logs redact, whatever the route.
+    /// Every token source and ticket parameter of every policy: what access logs redact, whatever the route.
     let redactedSources: [TokenSource]
     /// The public listener's TLS context, read from `tls` files; each new handshake takes the current runtime's.
     let listenerTLS: NIOSSLContext?
 
-    init(configuration: GatewayConfiguration, logger: Logger = Logger(label: "sse-gateway")) throws {
+    /// `tickets`: the stream tickets every generation shares (a reload must not forget minted tickets).
+    init(
+        configuration: GatewayConfiguration,
+        logger: Logger = Logger(label: "sse-gateway"),
+        tickets: StreamTickets = StreamTickets()
+    ) throws {
         self.configuration = configuration
         self.routeTable = RouteTable(routes: configuration.routes)
         self.listenerTLS = try configuration.tls.map { try NIOSSLContext.listener($0) }
@@ -52,10 +57,14 @@ final class GatewayRuntime: Sendable {
         var sources: [TokenSource] = [.query("access_token")]
         for (_, policy) in configuration.authPolicies.sorted(by: { $0.key < $1.key }) {
             for source in policy.tokenSources where !sources.contains(source) { sources.append(source) }
+            if let parameter = policy.tickets?.parameter, !sources.contains(.query(parameter)) {
+                sources.append(.query(parameter))
+            }
         }
         self.redactedSources = sources
         self.admission = RequestAdmission(
-            configuration: configuration, routeTable: routeTable, authenticators: routeAuthenticators, cors: cors
+            configuration: configuration, routeTable: routeTable, authenticators: routeAuthenticators, cors: cors,
+            tickets: tickets
         )
     }
 }

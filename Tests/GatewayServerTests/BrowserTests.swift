@@ -370,6 +370,88 @@ final class BrowserTests: XCTestCase {
         }
     }
 
+    /// Stream tickets: the page mints with `fetch` and an `Authorization` header, opens `EventSource` with the ticket
+    /// URL, survives the upstream's close by reconnecting (same URL, `Last-Event-ID`) within the grace, and a copy of
+    /// the URL fetched while that stream is live is refused.
+    func testStreamTicketMintedByFetchSurvivesAReconnectAndACopyIsRefused() async throws {
+        try XCTSkipIf(Chromium.executable == nil, "chromium is not installed (apt-get install -y chromium)")
+        let upstreamHandler: TestUpstream.Handler = { request, responder in
+            responder.sseHead()
+            if request.head.headers["last-event-id"].first == "3" {
+                responder.body("id: 4\ndata: e4\n\nid: 5\ndata: e5\n\nid: 6\ndata: e6\n\n")  // and stays open
+            } else {
+                responder.body("retry: 100\n\nid: 1\ndata: e1\n\nid: 2\ndata: e2\n\nid: 3\ndata: e3\n\n")
+                responder.end()
+            }
+        }
+        let html = """
+            <!doctype html><meta charset="utf-8"><title>stream ticket</title>
+            <script>
+            const params = new URLSearchParams(location.search);
+            const gateway = "http://127.0.0.1:" + params.get("gateway");
+            const seen = [];
+            let opens = 0, copied = null, done = false;
+            const report = (why) => {
+              if (done) return;
+              done = true;
+              fetch("/report", {method: "POST", body: JSON.stringify({why, seen, opens, copied})});
+            };
+            (async () => {
+              const minted = await fetch(gateway + "/_sse/ticket", {
+                method: "POST",
+                headers: {"Authorization": "Bearer " + params.get("token"), "Content-Type": "application/json"},
+                body: JSON.stringify({url: "/events/feed"}),
+              });
+              if (minted.status !== 201) return report("mint answered " + minted.status);
+              const {url} = await minted.json();
+              const source = new EventSource(gateway + url);
+              source.onopen = () => { opens += 1; };
+              source.onmessage = async (event) => {
+                seen.push(event.lastEventId + ":" + event.data);
+                if (seen.length === 6) {
+                  copied = (await fetch(gateway + url)).status;  // the same ticket elsewhere, while live
+                  source.close();
+                  report("six events");
+                }
+              };
+              source.onerror = () => { if (source.readyState === EventSource.CLOSED) report("closed"); };
+            })();
+            setTimeout(() => report("timeout"), 15000);
+            </script>
+            """
+        let token = try await Self.mint()
+        try await withUpstream(group: group, handler: upstreamHandler) { upstream in
+            try await withPageServer(group: group, html: html) { page in
+                let policy = AuthPolicyConfiguration(
+                    tokenSources: [.header("Authorization")],
+                    jwt: JWTConfiguration(algorithms: [.hs256], secret: Self.secret, audience: "events"),
+                    tickets: TicketConfiguration()
+                )
+                try await withGateway(
+                    routes: [route(upstream: upstream) { $0.auth = "browser" }],
+                    configure: {
+                        $0.authPolicies = ["browser": policy]
+                        $0.cors = CORSConfiguration(allowedOrigins: ["http://127.0.0.1:\(page.port)"])
+                    },
+                    group: group
+                ) { gateway in
+                    let report = try await browse(page, query: "?gateway=\(gateway.port)&token=\(token)")
+
+                    XCTAssertEqual(report["why"] as? String, "six events", "\(report)")
+                    XCTAssertEqual(report["seen"] as? [String], ["1:e1", "2:e2", "3:e3", "4:e4", "5:e5", "6:e6"])
+                    XCTAssertEqual(report["opens"] as? Int, 2, "one reconnect with the same ticket")
+                    XCTAssertEqual(report["copied"] as? Int, 401, "the copy is refused while the stream is live")
+                    let requests = upstream.requests
+                    XCTAssertEqual(requests.map { $0.head.headers["last-event-id"].first }, [nil, "3"])
+                    for request in requests {
+                        XCTAssertEqual(request.head.uri, "/events/feed", "the ticket is stripped")
+                        XCTAssertEqual(request.head.headers["authorization"], ["Bearer \(token)"])
+                    }
+                }
+            }
+        }
+    }
+
     /// Case 4: over https (a certificate the test made), ten `EventSource`s on one page all receive events. The
     /// upstream sends `ready` only once all ten requests are open at the same time: over HTTP/1.1 Chromium opens
     /// at most six connections per host, so this can only pass over HTTP/2.

@@ -80,6 +80,10 @@ final class MetricsFirstScrapeTests: XCTestCase {
             }
             expectZero("sse_gateway_connections_rejected_total")
             expectZero("sse_gateway_rate_limited_total")
+            expectZero("sse_gateway_tickets_issued_total")
+            for result in TicketRedemption.Result.allCases {
+                expectZero("sse_gateway_tickets_redeemed_total", ("result", result.rawValue))
+            }
             for result in ["success", "failure"] { expectZero("sse_gateway_config_reloads_total", ("result", result)) }
             let fetches = { (result: String) in
                 samples[Self.series("sse_gateway_jwks_fetches_total", [("policy", "idp"), ("result", result)])]

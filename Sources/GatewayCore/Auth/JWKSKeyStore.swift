@@ -58,11 +58,10 @@ public final class JWKSKeyStore: @unchecked Sendable {
 
     /// The store for a policy's `jwks_url`: its allow-list and `jwks_refresh_interval`.
     public convenience init(configuration: JWTConfiguration, unknownKeyInterval: Double = 30) {
-        let (seconds, attoseconds) = configuration.jwksRefreshInterval.components
         self.init(
             allowedAlgorithms: Set(configuration.algorithms),
             policy: JWKSRefreshPolicy(
-                refreshInterval: Double(seconds) + Double(attoseconds) / 1e18,
+                refreshInterval: configuration.jwksRefreshInterval.inSeconds,
                 unknownKeyInterval: unknownKeyInterval
             )
         )

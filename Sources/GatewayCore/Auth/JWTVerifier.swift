@@ -137,10 +137,3 @@ public struct VerifiedToken: Sendable {
     public let expiresAt: Double
 }
 
-extension Duration {
-    /// Seconds as a `Double` (attosecond precision is not needed here).
-    fileprivate var inSeconds: Double {
-        let (s, atto) = components
-        return Double(s) + Double(atto) / 1e18
-    }
-}

@@ -44,8 +44,10 @@ public struct AuthenticatedRequest: Sendable {
     public var query: String?
     /// Token cookies and headers removed, spoofed claim headers dropped, claim headers and the forward header set.
     public var headers: HTTPHeaders
-    /// Where the token came from.
+    /// Where the token came from (a redeemed ticket: its query parameter).
     public var source: TokenSource
+    /// The verified token itself, as the upstream receives it (what a minted ticket seals).
+    public var token: String
 }
 
 /// The answer of `RouteAuthenticator.authenticate`.
@@ -251,8 +253,26 @@ public final class RouteAuthenticator: Sendable {
             identity: identity,
             query: extractor.strippedQuery(query),
             headers: headers,
-            source: source
+            source: source,
+            token: token
         )
+    }
+
+    /// A request that carried a redeemed stream ticket, rewritten exactly as if it had carried the ticket's token:
+    /// token sources and the ticket parameter removed, the claim headers and forward header of the grant set.
+    public func authenticated(
+        byTicket grant: TicketGrant,
+        query: Substring?,
+        headers: HTTPHeaders,
+        ticketParameter: String
+    ) -> AuthenticatedRequest {
+        var request = rewrite(
+            query: query, headers: headers, token: grant.token, source: .query(ticketParameter), grant.identity
+        )
+        request.query = request.query.flatMap {
+            QueryTokenParameters.removing(names: [ticketParameter], from: Substring($0))
+        }
+        return request
     }
 }
 

@@ -14,6 +14,8 @@ public struct AuthPolicyConfiguration: Sendable, Equatable {
     public var onExpiry: ExpiryAction
     /// Most concurrent streams per verified `sub`; `nil` is unlimited.
     public var maxStreamsPerSubject: Int?
+    /// Stream tickets; `nil`: this policy mints none.
+    public var tickets: TicketConfiguration?
 
     public enum ExpiryAction: String, Sendable, Equatable {
         /// Write `event: token_expired` with a `retry:` hint at the next event boundary, then end the stream.
@@ -29,7 +31,8 @@ public struct AuthPolicyConfiguration: Sendable, Equatable {
         forward: ForwardConfiguration = .init(),
         claimsToHeaders: [ClaimHeaderMapping] = [],
         onExpiry: ExpiryAction = .close,
-        maxStreamsPerSubject: Int? = nil
+        maxStreamsPerSubject: Int? = nil,
+        tickets: TicketConfiguration? = nil
     ) {
         self.tokenSources = tokenSources
         self.jwt = jwt
@@ -38,6 +41,7 @@ public struct AuthPolicyConfiguration: Sendable, Equatable {
         self.claimsToHeaders = claimsToHeaders
         self.onExpiry = onExpiry
         self.maxStreamsPerSubject = maxStreamsPerSubject
+        self.tickets = tickets
     }
 }
 

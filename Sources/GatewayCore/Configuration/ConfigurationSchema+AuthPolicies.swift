@@ -23,11 +23,20 @@ import Yams
 ///     claims_to_headers: {sub: X-User-Id, org.id: X-Org-Id}   # kept in file order
 ///     on_expiry: close              # close (default) | ignore
 ///     max_streams_per_subject: 10   # >= 1
+///     tickets:                      # stream tickets (TicketConfiguration); absent: none are minted
+///       path: /_sse/ticket          # default; a plain path, unique across policies, not a route's path_prefix
+///       ttl: 30s                    # default 30s, > 0
+///       parameter: sse_ticket       # default; not one of this policy's query token sources
+///       reconnect_grace: 30s        # default 30s; 0 = strictly single use
+///       max_resumes: 3              # default 3, >= 0
+///       max_outstanding_per_subject: 20    # default 20, >= 1
+///       mints_per_minute_per_subject: 60   # default 60 (bursts of 10), >= 1
 /// ```
 extension ConfigurationSchema {
     func policies(_ node: Node, _ path: String) -> [String: AuthPolicyConfiguration] {
         guard let fields = reader.mapping(node, path, allowed: nil) else { return [:] }
         var policies: [String: AuthPolicyConfiguration] = [:]
+        var ticketPaths: [String: String] = [:]
         for entry in fields.entries {
             let policyPath = fields.path(entry.key)
             if entry.key == "none" {
@@ -35,14 +44,23 @@ extension ConfigurationSchema {
                 continue
             }
             guard reader.isIdentifier(entry.keyNode, policyPath, entry.key) else { continue }
-            if let policy = policy(entry.value, policyPath) { policies[entry.key] = policy }
+            if let policy = policy(entry.value, policyPath, name: entry.key, ticketPaths: &ticketPaths) {
+                policies[entry.key] = policy
+            }
         }
         return policies
     }
 
-    private func policy(_ node: Node, _ path: String) -> AuthPolicyConfiguration? {
+    /// `ticketPaths`: the `tickets.path` of each policy read so far, to its name.
+    private func policy(
+        _ node: Node,
+        _ path: String,
+        name: String,
+        ticketPaths: inout [String: String]
+    ) -> AuthPolicyConfiguration? {
         let keys = [
             "token_sources", "jwt", "api_keys", "forward", "claims_to_headers", "on_expiry", "max_streams_per_subject",
+            "tickets",
         ]
         guard let fields = reader.mapping(node, path, allowed: keys) else { return nil }
         var policy = AuthPolicyConfiguration()
@@ -63,8 +81,60 @@ extension ConfigurationSchema {
         policy.maxStreamsPerSubject = fields["max_streams_per_subject"].flatMap {
             reader.int($0, fields.path("max_streams_per_subject"), minimum: 1)
         }
+        if let node = fields["tickets"] {
+            if let (tickets, pathNode) = tickets(node, fields.path("tickets"), tokenSources: policy.tokenSources) {
+                policy.tickets = tickets
+                checkTicketPathUnique(
+                    tickets.path, pathNode, fields.path("tickets.path"), policy: name, firstUse: &ticketPaths
+                )
+            }
+        }
         checkPolicyVerifies(fields)
         return policy
+    }
+
+    /// The tickets, and the node their path is reported at (`path`, or `tickets` itself for the default).
+    private func tickets(
+        _ node: Node,
+        _ path: String,
+        tokenSources: [TokenSource]
+    ) -> (TicketConfiguration, pathNode: Node)? {
+        let keys = [
+            "path", "ttl", "parameter", "reconnect_grace", "max_resumes", "max_outstanding_per_subject",
+            "mints_per_minute_per_subject",
+        ]
+        guard let fields = reader.mapping(node, path, allowed: keys) else { return nil }
+        var tickets = TicketConfiguration()
+        if let node = fields["path"], let value = plainPath(node, fields.path("path")) { tickets.path = value }
+        if let node = fields["ttl"], let value = reader.duration(node, fields.path("ttl"), allowZero: false) {
+            tickets.ttl = value
+        }
+        if let node = fields["parameter"], let name = reader.string(node, fields.path("parameter")) {
+            if tokenSources.contains(.query(name)) {
+                reader.fail(node, fields.path("parameter"), "'\(name)' is already a query token source of this policy")
+            } else {
+                tickets.parameter = name
+            }
+        }
+        if let node = fields["reconnect_grace"],
+            let value = reader.duration(node, fields.path("reconnect_grace"), allowZero: true)
+        {
+            tickets.reconnectGrace = value
+        }
+        if let node = fields["max_resumes"], let value = reader.int(node, fields.path("max_resumes"), minimum: 0) {
+            tickets.maxResumes = value
+        }
+        if let node = fields["max_outstanding_per_subject"],
+            let value = reader.int(node, fields.path("max_outstanding_per_subject"), minimum: 1)
+        {
+            tickets.maxOutstandingPerSubject = value
+        }
+        if let node = fields["mints_per_minute_per_subject"],
+            let value = reader.int(node, fields.path("mints_per_minute_per_subject"), minimum: 1)
+        {
+            tickets.mintsPerMinutePerSubject = value
+        }
+        return (tickets, fields["path"] ?? node)
     }
 
     private func tokenSources(_ node: Node, _ path: String) -> [TokenSource]? {

@@ -19,7 +19,13 @@ import Yams
 /// In `tls`, every key is optional: `ca_file` replaces the system's trusted CAs, `certificate` and `private_key`
 /// (together) are the client identity for mutual TLS, `server_name` defaults to the upstream host.
 extension ConfigurationSchema {
-    func routes(_ node: Node, _ path: String, policies: Set<String>) -> [RouteConfiguration] {
+    /// `ticketPaths`: each policy's `tickets.path`, to the policy's name.
+    func routes(
+        _ node: Node,
+        _ path: String,
+        policies: Set<String>,
+        ticketPaths: [String: String] = [:]
+    ) -> [RouteConfiguration] {
         guard let items = reader.sequence(node, path) else { return [] }
         if items.isEmpty { reader.fail(node, path, "at least one route is required") }
         var names: [String: Int] = [:]
@@ -37,6 +43,7 @@ extension ConfigurationSchema {
                 firstUse: &prefixes,
                 route: routes.count
             )
+            checkNotTicketPath(prefix.prefix, prefix.node, "\(item.path).path_prefix", ticketPaths: ticketPaths)
             routes.append(route.configuration)
         }
         return routes
@@ -58,7 +65,7 @@ extension ConfigurationSchema {
         let nameNode = reader.required(fields, "name")
         let name = nameNode.flatMap { reader.identifier($0, fields.path("name")) }
         let prefixNode = reader.required(fields, "path_prefix")
-        let prefix = prefixNode.flatMap { pathPrefix($0, fields.path("path_prefix")) }
+        let prefix = prefixNode.flatMap { plainPath($0, fields.path("path_prefix")) }
         let upstream = reader.required(fields, "upstream").flatMap {
             reader.parsed($0, fields.path("upstream"), AddressSyntax.upstreamURL)
         }
@@ -97,7 +104,8 @@ extension ConfigurationSchema {
         return ReadRoute(configuration: configuration, name: (name, nameNode), prefix: (prefix, prefixNode))
     }
 
-    private func pathPrefix(_ node: Node, _ path: String) -> String? {
+    /// A path that starts with `/` and has no query, fragment or spaces (`path_prefix`, `tickets.path`).
+    func plainPath(_ node: Node, _ path: String) -> String? {
         guard let text = reader.string(node, path) else { return nil }
         guard text.hasPrefix("/") else {
             reader.fail(node, path, "must start with '/', got '\(text)'")

@@ -7,7 +7,10 @@ import Yams
 /// - a route's `tls` is only used with an `https` upstream, and its `certificate` and `private_key` come together;
 /// - a policy has `jwt` or `api_keys` (or both);
 /// - `jwt.secret` is required when an HS* algorithm is allowed, `public_keys` or `jwks_url` when any other is;
-/// - a CORS origin of `*` cannot be combined with `allow_credentials: true`.
+/// - a CORS origin of `*` cannot be combined with `allow_credentials: true`;
+/// - a `tickets.path` is unique across policies and is no route's `path_prefix` (the gateway answers it itself; a
+///   path under a route's prefix is fine, only `POST` to that exact path mints);
+/// - a `tickets.parameter` is not one of its policy's query token sources.
 ///
 /// Each rule is called by its section's reader as soon as both values are known, so that every error keeps the
 /// position and the order it has always had.
@@ -56,6 +59,28 @@ extension ConfigurationSchema {
         case (.none, .some):
             reader.fail(fields.node, fields.path("certificate"), "required when private_key is given (mutual TLS)")
         default: break
+        }
+    }
+
+    /// Mint requests are told apart by path alone, so two policies cannot share one.
+    func checkTicketPathUnique(
+        _ ticketPath: String,
+        _ node: Node,
+        _ path: String,
+        policy: String,
+        firstUse: inout [String: String]
+    ) {
+        if let first = firstUse[ticketPath] {
+            reader.fail(node, path, "duplicate tickets path '\(ticketPath)' (first used by policy '\(first)')")
+        } else {
+            firstUse[ticketPath] = policy
+        }
+    }
+
+    /// A route whose `path_prefix` is a tickets path would never see its own requests to that path.
+    func checkNotTicketPath(_ prefix: String, _ node: Node, _ path: String, ticketPaths: [String: String]) {
+        if let policy = ticketPaths[prefix] {
+            reader.fail(node, path, "'\(prefix)' is the tickets path of auth policy '\(policy)'")
         }
     }
 

@@ -106,7 +106,9 @@ struct ConfigurationSchema {
         if let node = top["admin"] { configuration.admin = admin(node, "admin") }
         if let node = top["auth_policies"] { configuration.authPolicies = policies(node, "auth_policies") }
         if let node = reader.required(top, "routes") {
-            configuration.routes = routes(node, "routes", policies: Set(configuration.authPolicies.keys))
+            configuration.routes = routes(
+                node, "routes", policies: Set(configuration.authPolicies.keys), ticketPaths: configuration.ticketPaths
+            )
         }
         if let node = top["cors"] { configuration.cors = cors(node, "cors") }
         if let node = top["limits"] { configuration.limits = limits(node, "limits") }

@@ -62,6 +62,8 @@ extension ClientConnectionStateMachine {
         case answer(LocalAnswer)
         /// The token names a key the gateway does not hold: refresh the keys, then decide once more.
         case refreshKeys
+        /// Admission needs the request's body, at most this many bytes (a ticket mint): read it, then `admitBody`.
+        case readBody(limit: Int)
         /// Dial the upstream.
         case forward(ExchangePlan)
     }
@@ -73,6 +75,8 @@ extension ClientConnectionStateMachine {
             case error(GatewayError)
             /// No body (a CORS preflight).
             case empty(HTTPResponseStatus)
+            /// A JSON body of the gateway's own (a minted ticket); never cached.
+            case json(HTTPResponseStatus, String)
         }
 
         /// How the answer is logged.
@@ -184,6 +188,8 @@ extension ClientConnectionStateMachine {
         case admit(HTTPRequestHead)
         /// Refresh the policy's keys off the event loop, then decide once more (no further refresh).
         case refreshKeys
+        /// The body admission asked for is complete: decide on it, then `admissionDecided`.
+        case admitBody(ByteBuffer)
         /// Acquire an upstream connection, then `upstreamConnected` or `upstreamConnectFailed`.
         case dial
         /// Write the upstream request head, then these parts, and flush.

@@ -16,6 +16,9 @@ public struct ClientConnectionStateMachine: Sendable {
         case awaitingRequestHead
         /// A head is being admitted (routing, auth; a key refresh may be in flight).
         case admitting
+        /// Admission needs the request's body (a ticket mint): it is read, up to a limit, within the request-head
+        /// timeout; its end hands it to admission (`admitBody`), back in `admitting`.
+        case readingBody
         /// Acquiring an upstream connection.
         case dialling
         /// The request went upstream; its response head has not arrived.
@@ -44,6 +47,9 @@ public struct ClientConnectionStateMachine: Sendable {
     var draining = false
     /// Request parts that arrived before the upstream connection (during admission or dialling).
     var pendingParts: [HTTPClientRequestPart] = []
+    /// The body admission asked for (`readingBody`), and its limit in bytes.
+    var collectedBody: ByteBuffer?
+    var collectedBodyLimit = 0
     /// HTTP/1.1 pipelining: parts of requests that arrived while an earlier one was answered. Client reads stop while
     /// any wait, so this holds at most what one read decoded.
     var pipelined = CircularBuffer<HTTPServerRequestPart>(initialCapacity: 0)
@@ -83,7 +89,7 @@ public struct ClientConnectionStateMachine: Sendable {
     }
 
     /// A response for the current request is still to be completed.
-    var responseInProgress: Bool { phase == .admitting || hasExchange }
+    var responseInProgress: Bool { phase == .admitting || phase == .readingBody || hasExchange }
 
     // MARK: Client side
 
@@ -138,12 +144,14 @@ public struct ClientConnectionStateMachine: Sendable {
             startExchange()
             return .admit(head)
         case .body(let buffer):
+            if phase == .readingBody { return collect(.body(.byteBuffer(buffer)), now: now) }
             return requestPart(.body(.byteBuffer(buffer)), inClientRead: inClientRead)
         case .end(let trailers):
             requestEnded = true
             if phase == .answered {
                 return .turnEnded(endTurn(answeredLocally: true, now: now))
             }
+            if phase == .readingBody { return collect(.end(trailers), now: now) }
             return requestPart(.end(trailers), inClientRead: inClientRead)
         }
     }
@@ -167,6 +175,8 @@ public struct ClientConnectionStateMachine: Sendable {
 
     mutating func requestPart(_ part: HTTPClientRequestPart, inClientRead: Bool) -> Action {
         switch phase {
+        case .readingBody:
+            preconditionFailure("a body admission reads goes to collect(_:now:)")
         case .admitting, .dialling:
             pendingParts.append(part)
             return .none
@@ -213,6 +223,8 @@ public struct ClientConnectionStateMachine: Sendable {
         switch phase {
         case .admitting:
             return requestEnded
+        case .readingBody:
+            return true
         case .dialling, .awaitingResponseHead, .relaying:
             // A request body flows only while the upstream can take it.
             return requestEnded || (upstreamAttached && upstreamWritable)
@@ -267,9 +279,10 @@ public struct ClientConnectionStateMachine: Sendable {
             case .awaitingRequestHead:
                 guard pipelined.isEmpty else { return .close }
                 return answer(LocalAnswer(.error(gatewayError), log: .malformedRequest), now: now)
-            case .admitting:
+            case .admitting, .readingBody:
                 guard !currentRequestIsWhole else { return .none }
                 pendingParts.removeAll()
+                collectedBody = nil
                 return answer(LocalAnswer(.error(gatewayError), log: .malformedRequest), now: now)
             case .dialling, .awaitingResponseHead:
                 guard !currentRequestIsWhole else { return .none }
@@ -299,7 +312,7 @@ public struct ClientConnectionStateMachine: Sendable {
             return .close
         case .closing, .closed:
             return .none
-        case .admitting, .dialling, .awaitingResponseHead, .relaying:
+        case .admitting, .readingBody, .dialling, .awaitingResponseHead, .relaying:
             // Whatever is still open after the grace period is closed.
             timers[.drainGrace] = now + settings.drainGrace
             return phase == .relaying ? closeStream(.draining, now: now) : .none
@@ -313,6 +326,7 @@ public struct ClientConnectionStateMachine: Sendable {
         timers.clearAll()
         pipelined.removeAll()
         pendingParts.removeAll()
+        collectedBody = nil
         upstreamAttached = false
         return abandoned ? .abandonExchange : .none
     }
@@ -334,11 +348,51 @@ public struct ClientConnectionStateMachine: Sendable {
             return answer(local, now: now)
         case .refreshKeys:
             return .refreshKeys
+        case .readBody(let limit):
+            phase = .readingBody
+            collectedBody = ByteBuffer()
+            collectedBodyLimit = limit
+            timers[.requestHead] = now + settings.requestHeaderTimeout
+            // Parts that arrived during admission come first.
+            let parts = pendingParts
+            pendingParts.removeAll()
+            for part in parts {
+                let action = collect(part, now: now)
+                guard action == .none else { return action }
+            }
+            return .none
         case .forward(let plan):
             self.plan = plan
             phase = .dialling
             if !clientWritable { timers[.slowClient] = now + settings.slowClientTimeout }
             return .dial
+        }
+    }
+
+    /// A part of the body admission asked for; a body over the limit is answered at once (413), and the connection
+    /// closes after the answer (the rest of the body is not read).
+    mutating func collect(_ part: HTTPClientRequestPart, now: NIODeadline) -> Action {
+        guard phase == .readingBody, var body = collectedBody else { preconditionFailure("body collected in \(phase)") }
+        switch part {
+        case .body(.byteBuffer(var buffer)):
+            guard body.readableBytes + buffer.readableBytes <= collectedBodyLimit else {
+                collectedBody = nil
+                timers[.requestHead] = nil
+                let error = GatewayError.contentTooLarge("request body larger than \(collectedBodyLimit) bytes")
+                return answer(LocalAnswer(.error(error), log: .malformedRequest), now: now)
+            }
+            body.writeBuffer(&buffer)
+            collectedBody = body
+            return .none
+        case .body:
+            preconditionFailure("file regions are never request body parts")
+        case .end:
+            timers[.requestHead] = nil
+            collectedBody = nil
+            phase = .admitting
+            return .admitBody(body)
+        case .head:
+            preconditionFailure("request head while reading a body")
         }
     }
 

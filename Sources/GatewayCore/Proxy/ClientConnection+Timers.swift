@@ -10,6 +10,11 @@ extension ClientConnectionStateMachine {
         switch kind {
         case .requestHead:
             // An idle keep-alive connection, or a request head that trickles in (slowloris).
+            if phase == .readingBody {
+                collectedBody = nil
+                let error = GatewayError.requestTimeout("the request body did not arrive in time")
+                return answer(LocalAnswer(.error(error), log: .malformedRequest), now: now)
+            }
             guard phase == .awaitingRequestHead else { return .none }
             return .close
         case .responseHeader:

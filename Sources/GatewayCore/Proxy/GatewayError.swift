@@ -15,6 +15,8 @@ public struct GatewayError: Error, Sendable, Hashable, CustomStringConvertible {
         case missingToken = "missing_token"
         case invalidToken = "invalid_token"
         case forbiddenOrigin = "forbidden_origin"
+        case forbidden
+        case contentTooLarge = "content_too_large"
         case tooManyRequests = "too_many_requests"
         case serviceUnavailable = "service_unavailable"
         case methodNotAllowed = "method_not_allowed"
@@ -44,7 +46,8 @@ public struct GatewayError: Error, Sendable, Hashable, CustomStringConvertible {
         case .badGateway: .badGateway
         case .gatewayTimeout: .gatewayTimeout
         case .missingToken, .invalidToken: .unauthorized
-        case .forbiddenOrigin: .forbidden
+        case .forbiddenOrigin, .forbidden: .forbidden
+        case .contentTooLarge: .payloadTooLarge
         case .tooManyRequests: .tooManyRequests
         case .serviceUnavailable: .serviceUnavailable
         case .methodNotAllowed: .methodNotAllowed
@@ -75,6 +78,9 @@ public struct GatewayError: Error, Sendable, Hashable, CustomStringConvertible {
     public static func forbiddenOrigin(_ message: String = "origin not allowed") -> Self {
         .init(.forbiddenOrigin, message)
     }
+    /// A valid token that may not do this (e.g. mint a ticket for a route of another policy).
+    public static func forbidden(_ message: String) -> Self { .init(.forbidden, message) }
+    public static func contentTooLarge(_ message: String) -> Self { .init(.contentTooLarge, message) }
     public static func tooManyRequests(_ message: String, retryAfterSeconds: Int) -> Self {
         .init(.tooManyRequests, message, retryAfterSeconds: retryAfterSeconds)
     }

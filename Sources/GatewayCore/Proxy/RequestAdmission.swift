@@ -40,17 +40,24 @@ public struct RequestAdmission: Sendable {
     /// Indexed like `configuration.routes`; `nil` for public routes.
     public let authenticators: [RouteAuthenticator?]
     public let cors: CORSPolicy?
+    /// Each policy's `tickets.path`, to the policy's name.
+    let ticketPaths: [String: String]
+    /// Minted stream tickets; shared by every configuration generation, so a reload keeps them.
+    public let tickets: StreamTickets
 
     public init(
         configuration: GatewayConfiguration,
         routeTable: RouteTable,
         authenticators: [RouteAuthenticator?],
-        cors: CORSPolicy?
+        cors: CORSPolicy?,
+        tickets: StreamTickets = StreamTickets()
     ) {
         self.configuration = configuration
         self.routeTable = routeTable
         self.authenticators = authenticators
         self.cors = cors
+        self.tickets = tickets
+        self.ticketPaths = configuration.ticketPaths
     }
 
     /// A request that passed routing and waits for its token to be checked (again, after a key refresh).
@@ -69,6 +76,8 @@ public struct RequestAdmission: Sendable {
         public var identity: VerifiedIdentity?
         public var corsHeaders: HTTPHeaders
         public var ticket: Ticket
+        /// The stream ticket this request redeemed: live until the exchange ends (`StreamTickets.release`).
+        public var streamTicket: StreamTicket?
     }
 
     /// What a refusal adds to, beside `requests_total`.
@@ -77,6 +86,8 @@ public struct RequestAdmission: Sendable {
         case authFailure(AuthFailure.Reason)
         /// `rate_limited_total`.
         case rateLimited
+        /// `tickets_redeemed_total{result}`: a stream ticket that was refused.
+        case ticket(TicketRedemption.Result)
     }
 
     public enum Decision<Ticket> {
@@ -88,6 +99,10 @@ public struct RequestAdmission: Sendable {
         /// a further refresh.
         case refreshKeys(Routed, kid: String)
         case forward(Admitted<Ticket>)
+        /// A `POST` to a tickets path: read its body (at most `limit` bytes), then `mint`.
+        case readBody(MintRequest, limit: Int)
+        /// A ticket was minted (`tickets_issued_total`); the answer carries it.
+        case minted(LocalAnswer)
     }
 
     /// The checks before the token: preflight, rate limit, route. Ends in `.answer` or `.routed`.
@@ -115,6 +130,9 @@ public struct RequestAdmission: Sendable {
         ) {
             return Self.reject(refused, headers: corsHeaders, route: nil, reason: "rate_limited", refusal: .rateLimited)
         }
+        if let policy = ticketPaths[String(head.uri.prefix { $0 != "?" })] {
+            return mintRequest(head, policy: policy, corsHeaders: corsHeaders)
+        }
         do {
             let routed = try routeTable.route(uri: head.uri)
             return .routed(Routed(head: head, routed: routed, corsHeaders: corsHeaders))
@@ -135,6 +153,15 @@ public struct RequestAdmission: Sendable {
         guard let authenticator = authenticators[request.routed.routeIndex] else {
             return admit(request, authenticated: nil, forwarding: forwarding, limits: limits)
         }
+        if let parameter = route.auth.flatMap({ configuration.authPolicies[$0]?.tickets?.parameter }),
+            let query = request.routed.query,
+            let ticket = QueryTokenParameters.firstValue(named: parameter, in: Substring(query))
+        {
+            return redeem(
+                ticket, parameter: parameter, request, authenticator: authenticator, forwarding: forwarding, now: now,
+                limits: limits
+            )
+        }
         let outcome = authenticator.authenticate(
             query: request.routed.query, headers: request.head.headers, now: now, allowKeyRefresh: allowKeyRefresh
         )
@@ -154,9 +181,10 @@ public struct RequestAdmission: Sendable {
         }
     }
 
-    private func admit<Limits: AdmissionLimits>(
+    func admit<Limits: AdmissionLimits>(
         _ request: Routed,
         authenticated: AuthenticatedRequest?,
+        streamTicket: StreamTicket? = nil,
         forwarding: ForwardingContext,
         limits: Limits
     ) -> Decision<Limits.Ticket> {
@@ -188,12 +216,12 @@ public struct RequestAdmission: Sendable {
         return .forward(
             Admitted(
                 routed: routed, upstreamHead: upstreamHead, identity: authenticated?.identity,
-                corsHeaders: request.corsHeaders, ticket: ticket
+                corsHeaders: request.corsHeaders, ticket: ticket, streamTicket: streamTicket
             )
         )
     }
 
-    private static func reject<Ticket>(
+    static func reject<Ticket>(
         _ error: GatewayError,
         headers: HTTPHeaders,
         route: String?,
@@ -234,5 +262,11 @@ extension Duration {
     public var timeAmount: TimeAmount {
         let (seconds, attoseconds) = components
         return .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+
+    /// The same span in seconds, for the unix-seconds clocks of auth and tickets.
+    public var inSeconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
     }
 }

@@ -133,8 +133,10 @@ enum DemoPage {
         background:#eef}</style></head>
         <body>
         <h1>sse-gateway demo</h1>
-        <p>A plain <code>EventSource</code> (no custom headers) through the gateway. The token travels in the URL;
-        the gateway verifies it, strips it, and the upstream receives <code>Authorization: Bearer …</code>.</p>
+        <p>A plain <code>EventSource</code> (no custom headers) through the gateway. The page first mints a stream
+        ticket (<code>POST /_sse/ticket</code> with <code>Authorization: Bearer …</code>), so the stream's URL
+        carries a short-lived ticket, not the token (without tickets configured, the token travels in the URL); the
+        gateway checks it, strips it, and the upstream receives <code>Authorization: Bearer …</code>.</p>
         <h2>Clock stream <small id="state">connecting…</small></h2>
         <pre id="clock"></pre>
         <h2>Chat completion (POST answered with SSE)</h2>
@@ -149,20 +151,30 @@ enum DemoPage {
         <script>
         const token = new URLSearchParams(location.search).get("access_token");
         const q = token ? "?access_token=" + encodeURIComponent(token) : "";
+        // A stream ticket for `path` when the gateway mints them, else the token in the query.
+        const streamURL = async (path) => {
+          if (!token) return path;
+          const minted = await fetch("/_sse/ticket", {method: "POST",
+            headers: {"authorization": "Bearer " + token, "content-type": "application/json"},
+            body: JSON.stringify({url: path})});
+          return minted.status === 201 ? (await minted.json()).url : path + q;
+        };
         const clock = document.getElementById("clock"), state = document.getElementById("state");
-        const es = new EventSource("/events/clock" + q);
+        (async () => {
+        const es = new EventSource(await streamURL("/events/clock"));
         es.onopen = () => state.textContent = "open";
         es.onerror = () => state.textContent = "reconnecting…";
         es.addEventListener("tick", e => { clock.textContent = e.data + "\\n" + clock.textContent; });
         es.addEventListener("token_expired", () => state.textContent = "token expired: reload the page for a new one");
-        const openMany = () => {
+        })();
+        const openMany = async () => {
           document.getElementById("many-open").disabled = true;
           for (let i = 1; i <= 8; i++) {
             const cell = document.createElement("span");
             cell.textContent = "#" + i + ": connecting…";
             document.getElementById("many").appendChild(cell);
             let count = 0;
-            const source = new EventSource("/events/clock" + q);
+            const source = new EventSource(await streamURL("/events/clock"));
             source.addEventListener("tick", () => {
               count += 1;
               cell.textContent = "#" + i + ": " + count + " ticks";

@@ -11,6 +11,8 @@ struct PendingAdmission {
     var routed: RequestAdmission.Routed?
     /// The unknown key id a refresh looks for.
     var unknownKid: String?
+    /// A ticket mint waiting for its body.
+    var mint: RequestAdmission.MintRequest?
 }
 
 extension ClientConnectionHandler {
@@ -46,6 +48,15 @@ extension ClientConnectionHandler {
             }
     }
 
+    /// The body of a ticket mint arrived: mint (or refuse) and answer.
+    func admitBody(_ body: ByteBuffer, context: ChannelHandlerContext) {
+        guard let pending = admission, let mint = pending.mint else {
+            preconditionFailure("a request body admitted without a pending mint")
+        }
+        let decision: Decision = pending.runtime.admission.mint(mint, body: body, now: Date().timeIntervalSince1970)
+        take(decision, runtime: pending.runtime, allowKeyRefresh: false, context: context)
+    }
+
     private func take(
         _ decision: Decision,
         runtime: GatewayRuntime,
@@ -71,9 +82,17 @@ extension ClientConnectionHandler {
                 }
             case .rateLimited:
                 environment.metrics.rateLimited()
+            case .ticket(let result):
+                environment.metrics.ticketRedeemed(result)
             case nil:
                 break
             }
+            run(state.admissionDecided(.answer(answer), now: now))
+        case .readBody(let mint, let limit):
+            admission?.mint = mint
+            run(state.admissionDecided(.readBody(limit: limit), now: now))
+        case .minted(let answer):
+            environment.metrics.ticketIssued()
             run(state.admissionDecided(.answer(answer), now: now))
         case .refreshKeys(_, let kid):
             admission?.unknownKid = kid
@@ -90,6 +109,8 @@ extension ClientConnectionHandler {
             exchange.identity = admitted.identity
             exchange.corsHeaders = admitted.corsHeaders
             exchange.admissionTicket = admitted.ticket
+            exchange.streamTicket = admitted.streamTicket
+            if admitted.streamTicket != nil { environment.metrics.ticketRedeemed(.ok) }
             self.exchange = exchange
             admission = nil
             let plan = runtime.admission.plan(

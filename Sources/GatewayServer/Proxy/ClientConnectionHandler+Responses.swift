@@ -1,3 +1,4 @@
+import Foundation
 import GatewayCore
 import Logging
 import NIOCore
@@ -60,22 +61,28 @@ extension ClientConnectionHandler {
     ) {
         var headers = local.headers
         let status: HTTPResponseStatus
-        var body: ByteBuffer?
+        var json: String?
         switch local.content {
         case .error(let error):
             status = error.status
-            var buffer = context.channel.allocator.buffer(capacity: 128)
-            buffer.writeString(error.jsonBody)
-            headers.add(name: "content-type", value: "application/json")
-            headers.add(name: "content-length", value: String(buffer.readableBytes))
-            headers.add(name: "cache-control", value: "no-store")
+            json = error.jsonBody
             if let retryAfter = error.retryAfterSeconds {
                 headers.add(name: "retry-after", value: String(retryAfter))
             }
-            body = buffer
         case .empty(let emptyStatus):
             status = emptyStatus
             headers.add(name: "content-length", value: "0")
+        case .json(let jsonStatus, let text):
+            status = jsonStatus
+            json = text
+        }
+        var body: ByteBuffer?
+        if let json {
+            let buffer = context.channel.allocator.buffer(string: json)
+            headers.add(name: "content-type", value: "application/json")
+            headers.add(name: "content-length", value: String(buffer.readableBytes))
+            headers.add(name: "cache-control", value: "no-store")
+            body = buffer
         }
         if closeConnection {
             headers.add(name: "connection", value: "close")
@@ -233,6 +240,10 @@ extension ClientConnectionHandler {
         if let ticket = exchange.admissionTicket {
             exchange.admissionTicket = nil
             environment.admission.release(ticket)
+        }
+        if let ticket = exchange.streamTicket {
+            exchange.streamTicket = nil
+            exchange.runtime.admission.tickets.release(ticket, now: Date().timeIntervalSince1970)
         }
         environment.metrics.requestFinished(route: route, status: code)
         exchange.metrics.bytesRelayed.increment(by: bytes)

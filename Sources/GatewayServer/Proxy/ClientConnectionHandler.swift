@@ -211,6 +211,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
             admit(head, context: context)
         case .refreshKeys:
             refreshKeys(context: context)
+        case .admitBody(let body):
+            admitBody(body, context: context)
         case .dial:
             dial(context: context)
         case .sendRequest(let parts):

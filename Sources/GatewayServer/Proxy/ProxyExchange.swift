@@ -21,6 +21,8 @@ final class ProxyExchange {
     var responseStatus: HTTPResponseStatus?
     /// Returned to `StreamAdmission` when the exchange ends.
     var admissionTicket: StreamAdmission.Ticket?
+    /// The stream ticket this exchange redeemed: released (its reconnect grace starts) when the exchange ends.
+    var streamTicket: StreamTicket?
     /// Who the request's token belongs to (authenticated routes only).
     var identity: VerifiedIdentity?
     /// CORS headers added to the client's response (empty without CORS or for other origins).
