@@ -373,10 +373,10 @@ public struct ClientConnectionStateMachine: Sendable {
     /// closes after the answer (the rest of the body is not read).
     mutating func collect(_ part: HTTPClientRequestPart, now: NIODeadline) -> Action {
         guard phase == .readingBody, var body = collectedBody else { preconditionFailure("body collected in \(phase)") }
+        collectedBody = nil  // `body` is the only reference: appending to it copies nothing
         switch part {
         case .body(.byteBuffer(var buffer)):
             guard body.readableBytes + buffer.readableBytes <= collectedBodyLimit else {
-                collectedBody = nil
                 timers[.requestHead] = nil
                 let error = GatewayError.contentTooLarge("request body larger than \(collectedBodyLimit) bytes")
                 return answer(LocalAnswer(.error(error), log: .malformedRequest), now: now)
@@ -388,7 +388,6 @@ public struct ClientConnectionStateMachine: Sendable {
             preconditionFailure("file regions are never request body parts")
         case .end:
             timers[.requestHead] = nil
-            collectedBody = nil
             phase = .admitting
             return .admitBody(body)
         case .head:
