@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A/B of two sse-gateway binaries on one scenario: runs them alternately against the same sse-load upstream and
-# prints the gateway's CPU seconds per million events (churn: per million connections) for each run, so a change can
-# be seen past the ~10% spread between runs. Loopback only. Usage:
+# prints the gateway's CPU seconds per million events (churn: per million connections), user and system apart, for
+# each run, so a change can be seen past the ~10% spread between runs. Loopback only. Usage:
 #   Benchmarks/ab.sh BINARY_A BINARY_B [a|c|d] [ROUNDS]
 # a = 1,000 streams x 1 event/s (20 s), c = 100 streams x 200 events/s (15 s), d = churn 500/s (15 s). The CPU is
 # the gateway's over the whole sse-load run (set-up included), as run.sh's "CPU s/Mev" column.
@@ -32,18 +32,20 @@ run_once() {  # binary
     "$1" serve --config "$WORK/gateway.yml" >"$WORK/gateway.log" 2>&1 &
     local pid=$! url="http://$GATEWAY_ADDR"
     sleep 1
-    local t0; t0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    local u0 s0; read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$pid/stat")
     case $SCENARIO in
         a) "$LOAD" client --target "$url/a?interval_ms=1000&size=100" --streams 1000 --duration 20s --json ;;
         c) "$LOAD" client --target "$url/c?interval_ms=5&size=200" --streams 100 --duration 15s --json ;;
         d) "$LOAD" churn --target "$url/d?interval_ms=1000&size=100" --rate 500/s --duration 15s --json ;;
     esac >"$WORK/out.json"
-    local t1; t1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    local u1 s1; read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$pid/stat")
     kill "$pid"; wait "$pid" 2>/dev/null || true
-    jq -r --argjson cpu $((t1 - t0)) --argjson tck "$(getconf CLK_TCK)" --arg bin "$1" '
+    jq -r --argjson user $((u1 - u0)) --argjson sys $((s1 - s0)) --argjson tck "$(getconf CLK_TCK)" --arg bin "$1" '
         (if .mode == "churn" then .succeeded else .events end) as $work
-        | "\($bin): \(($cpu / $tck) / $work * 1e6 * 10 | round / 10) CPU s per million \(if .mode == "churn"
-            then "connections" else "events" end) (fail \(.streams_failed), seq \(.sequence_gaps + .reorders))"' \
+        | def per($ticks): ($ticks / $tck) / $work * 1e6 * 10 | round / 10;
+        (if .mode == "churn" then "connections" else "events" end) as $unit
+        | "\($bin): \(per($user + $sys)) CPU s per million \($unit) (user \(per($user)), system \(per($sys)); "
+            + "fail \(.streams_failed), seq \(.sequence_gaps + .reorders))"' \
         "$WORK/out.json"
 }
 
