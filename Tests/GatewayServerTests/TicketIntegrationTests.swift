@@ -331,6 +331,9 @@ final class TicketIntegrationTests: XCTestCase {
         }
         let text = log.text
         XCTAssertTrue(text.contains("sse_ticket=REDACTED"), text)
+        let mintLines = text.split(separator: "\n").filter { $0.contains("outcome=ticket_minted") }
+        XCTAssertEqual(mintLines.count, 1, "the mint has its access-log line: \(text)")
+        XCTAssertTrue(mintLines.first?.contains("status=201") == true, "\(mintLines)")
         for line in text.split(separator: "\n") {
             XCTAssertFalse(line.contains(ticket), "ticket in: \(line)")
             XCTAssertFalse(line.contains(String(ticket.dropFirst(5))), "ticket body in: \(line)")

@@ -87,6 +87,8 @@ extension ClientConnectionStateMachine {
             case rejected(route: String?, reason: String)
             /// A malformed request: a "request rejected" line (there is no request to name).
             case malformedRequest
+            /// A stream ticket was minted for `route`: an access-log line with `outcome=ticket_minted`.
+            case ticketMinted(route: String, subject: String?)
         }
 
         public var content: Content

@@ -25,6 +25,8 @@ public enum ExchangeOutcome: String, Sendable, Hashable, CaseIterable {
     case error
     /// The gateway answered the request itself (route, auth, limits).
     case rejected
+    /// A stream ticket was minted (`POST` to a policy's `tickets.path`).
+    case ticketMinted = "ticket_minted"
 
     public init(_ reason: StreamCloseReason) {
         switch reason {

@@ -139,7 +139,8 @@ extension RequestAdmission {
             let json =
                 "{\"ticket\":\"\(minted.ticket.text)\",\"expires_in\":\(minted.expiresIn),"
                 + "\"url\":\"\(JSONString.escape(minted.url))\"}"
-            return .minted(LocalAnswer(.json(.created, json), headers: headers, log: .none))
+            let log = LocalAnswer.Log.ticketMinted(route: route, subject: authenticated.identity.subject)
+            return .minted(LocalAnswer(.json(.created, json), headers: headers, log: log))
         case .failure(let error):
             return refuse(error, route: route, reason: "ticket_limit")
         }

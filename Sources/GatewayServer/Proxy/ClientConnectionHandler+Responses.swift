@@ -103,14 +103,9 @@ extension ClientConnectionHandler {
         case .none:
             break
         case .rejected(let route, let reason):
-            guard let admission else { return }
-            let routeName = route ?? "-"
-            environment.metrics.requestFinished(route: routeName, status: Int(status.code))
-            accessLog(
-                method: admission.head.method.rawValue, uri: admission.head.uri, runtime: admission.runtime,
-                route: routeName, status: Int(status.code), durationNanoseconds: 0, bytes: 0, events: 0,
-                subject: nil, upstream: nil, outcome: .rejected, reason: reason
-            )
+            logLocally(route: route ?? "-", status: status, subject: nil, outcome: .rejected, reason: reason)
+        case .ticketMinted(let route, let subject):
+            logLocally(route: route, status: status, subject: subject, outcome: .ticketMinted, reason: nil)
         case .malformedRequest:
             if case .error(let error) = local.content {
                 environment.logger.info(
@@ -119,6 +114,23 @@ extension ClientConnectionHandler {
                 )
             }
         }
+    }
+
+    /// The access-log line and request count of a request the gateway answered itself.
+    private func logLocally(
+        route: String,
+        status: HTTPResponseStatus,
+        subject: String?,
+        outcome: ExchangeOutcome,
+        reason: String?
+    ) {
+        guard let admission else { return }
+        environment.metrics.requestFinished(route: route, status: Int(status.code))
+        accessLog(
+            method: admission.head.method.rawValue, uri: admission.head.uri, runtime: admission.runtime,
+            route: route, status: Int(status.code), durationNanoseconds: 0, bytes: 0, events: 0,
+            subject: subject, upstream: nil, outcome: outcome, reason: reason
+        )
     }
 
     /// Ends an exchange before any response began, with an answer of the gateway's own: the upstream failed before its
