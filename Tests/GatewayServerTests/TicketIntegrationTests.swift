@@ -1,8 +1,10 @@
+import Crypto
 import Foundation
 import GatewayCore
 import GatewayServer
 import JWTKit
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import XCTest
@@ -338,6 +340,43 @@ final class TicketIntegrationTests: XCTestCase {
             XCTAssertFalse(line.contains(ticket), "ticket in: \(line)")
             XCTAssertFalse(line.contains(String(ticket.dropFirst(5))), "ticket body in: \(line)")
             XCTAssertFalse(line.contains(token), "token in: \(line)")
+        }
+    }
+
+    /// A mint whose token names a key the gateway does not hold yet refreshes the JWKS first, as a direct token does.
+    func testMintWithANewlyRotatedKeyRefreshesTheJWKS() async throws {
+        let k1 = P256.Signing.PrivateKey()
+        let k2 = P256.Signing.PrivateKey()
+        let document = NIOLockedValueBox(JWKSFetcherTests.jwks([("k1", k1)]))
+        let jwks: TestUpstream.Handler = { _, responder in
+            let body = document.withLockedValue { $0 }
+            responder.head(.ok, [("content-type", "application/json"), ("content-length", "\(body.utf8.count)")])
+            responder.body(body)
+            responder.end()
+        }
+        try await withUpstream(group: group, handler: jwks) { jwksServer in
+            try await withUpstream(group: group, handler: Self.oneEvent) { upstream in
+                let policy = AuthPolicyConfiguration(
+                    tokenSources: [.header("Authorization")],
+                    jwt: JWTConfiguration(algorithms: [.es256], jwksURL: "\(jwksServer.url)/jwks.json"),
+                    tickets: TicketConfiguration()
+                )
+                try await withGateway(
+                    routes: [route(upstream: upstream) { $0.auth = "users" }],
+                    configure: { $0.authPolicies = ["users": policy] },
+                    group: group
+                ) { gateway in
+                    let exp = Date().timeIntervalSince1970 + 600
+                    try await eventually("the JWKS fetched at start", read: { jwksServer.requests.count }) { $0 >= 1 }
+                    document.withLockedValue { $0 = JWKSFetcherTests.jwks([("k1", k1), ("k2", k2)]) }
+                    let before = jwksServer.requests.count
+                    let rotated = try JWKSFetcherTests.token(kid: "k2", key: k2, exp: exp)
+                    let minted = try await mint(gateway, "/events/x", token: rotated)
+                    XCTAssertEqual(jwksServer.requests.count, before + 1, "one refresh for the unknown kid")
+                    let redeemed = try await get(gateway, minted.url)
+                    XCTAssertTrue(redeemed.hasPrefix("HTTP/1.1 200"), redeemed)
+                }
+            }
         }
     }
 }

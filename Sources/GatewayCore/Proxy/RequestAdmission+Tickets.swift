@@ -48,11 +48,13 @@ extension RequestAdmission {
     /// Mints a ticket for the stream the body names: the URL must route to a route of this policy, the token (from
     /// the policy's headers or cookies, never a query) must be valid for it; a cookie-authenticated mint must come
     /// from an allowed `Origin` with a JSON content type (a cross-site form can send neither). Ends in `.minted` or
-    /// `.answer`.
+    /// `.answer` — or in `.refreshKeys` when the token names a key the gateway does not hold yet (then mint once more
+    /// with `allowKeyRefresh: false`, as a direct token is checked again after the refresh).
     public func mint<Ticket>(
         _ request: MintRequest,
         body: ByteBuffer,
-        now: Double
+        now: Double,
+        allowKeyRefresh: Bool = true
     ) -> Decision<
         Ticket
     > {
@@ -106,7 +108,7 @@ extension RequestAdmission {
             query: Substring?.none,
             headers: request.head.headers,
             now: now,
-            allowKeyRefresh: false
+            allowKeyRefresh: allowKeyRefresh
         ) {
         case .authenticated(let value):
             authenticated = value
@@ -119,8 +121,8 @@ extension RequestAdmission {
                 log: .rejected(route: route, reason: failure.reason.label)
             )
             return .answer(answer, refusal: .authFailure(failure.reason))
-        case .needsKeyRefresh:
-            preconditionFailure("a key refresh asked for with allowKeyRefresh: false")
+        case .needsKeyRefresh(let kid):
+            return .refreshKeys(Routed(head: request.head, routed: routed, corsHeaders: headers), kid: kid)
         }
         if case .cookie = authenticated.source, let problem = crossSiteProblem(request.head.headers) {
             return refuse(problem, route: route, reason: "ticket_csrf")

@@ -11,8 +11,9 @@ struct PendingAdmission {
     var routed: RequestAdmission.Routed?
     /// The unknown key id a refresh looks for.
     var unknownKid: String?
-    /// A ticket mint waiting for its body.
+    /// A ticket mint waiting for its body, and the body once read (a key refresh mints again with it).
     var mint: RequestAdmission.MintRequest?
+    var mintBody: ByteBuffer?
 }
 
 extension ClientConnectionHandler {
@@ -41,10 +42,16 @@ extension ClientConnectionHandler {
         context.eventLoop.makeFutureWithTask { await fetcher?.refresh(forUnknownKid: kid) ?? false }
             .assumeIsolated()
             .whenComplete { [weak self] _ in
-                guard let self, let context = self.context, context.channel.isActive,
-                    let pending = self.admission, let routed = pending.routed
+                guard let self, let context = self.context, context.channel.isActive, let pending = self.admission
                 else { return }
-                self.take(.routed(routed), runtime: pending.runtime, allowKeyRefresh: false, context: context)
+                if let mint = pending.mint, let body = pending.mintBody {
+                    let decision: Decision = pending.runtime.admission.mint(
+                        mint, body: body, now: Date().timeIntervalSince1970, allowKeyRefresh: false
+                    )
+                    self.take(decision, runtime: pending.runtime, allowKeyRefresh: false, context: context)
+                } else if let routed = pending.routed {
+                    self.take(.routed(routed), runtime: pending.runtime, allowKeyRefresh: false, context: context)
+                }
             }
     }
 
@@ -53,6 +60,7 @@ extension ClientConnectionHandler {
         guard let pending = admission, let mint = pending.mint else {
             preconditionFailure("a request body admitted without a pending mint")
         }
+        admission?.mintBody = body
         let decision: Decision = pending.runtime.admission.mint(mint, body: body, now: Date().timeIntervalSince1970)
         take(decision, runtime: pending.runtime, allowKeyRefresh: false, context: context)
     }
@@ -94,7 +102,8 @@ extension ClientConnectionHandler {
         case .minted(let answer):
             environment.metrics.ticketIssued()
             run(state.admissionDecided(.answer(answer), now: now))
-        case .refreshKeys(_, let kid):
+        case .refreshKeys(let routed, let kid):
+            admission?.routed = routed
             admission?.unknownKid = kid
             run(state.admissionDecided(.refreshKeys, now: now))
         case .forward(let admitted):
