@@ -70,6 +70,10 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         self.eventLoop = context.eventLoop
+        if !context.channel.isWritable {
+            // The state machine starts writable; a channel that does not (an HTTP/2 stream without window) says so.
+            state.clientWritabilityChanged(isWritable: false, now: now)
+        }
         if context.channel.isActive {
             state.connectionActive(now: now)
             settle()
