@@ -7,8 +7,18 @@ import XCTest
 final class CommandLineTests: XCTestCase {
     let group = MultiThreadedEventLoopGroup.singleton
 
-    /// `.build/<config>/sse-gateway`, built alongside the tests by `swift test`.
+    /// The `sse-gateway` built alongside the tests by `swift test`: first beside the running test product, so a build
+    /// with its own `--scratch-path` (the sanitizer builds in `.build-tsan`, `.build-asan`) runs its own binary, not
+    /// another build's; then `.build/<config>/sse-gateway` above this file.
     static var binary: URL? {
+        let productDirectories = [
+            Bundle.main.executableURL?.deletingLastPathComponent(),  // Linux: the test product is an executable
+            Bundle(for: CommandLineTests.self).bundleURL.deletingLastPathComponent(),  // macOS: an .xctest bundle
+        ]
+        for directory in productDirectories.compactMap({ $0 }) {
+            let candidate = directory.appendingPathComponent("sse-gateway")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        }
         var directory = URL(fileURLWithPath: #filePath)
         while directory.path != "/" {
             directory.deleteLastPathComponent()
