@@ -76,6 +76,14 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
         }
     }
 
+    /// Lets go of the context (which holds this handler: kept, the two would outlive the connection, with its pipeline
+    /// and everything the handler references) and of the timers, whose tasks would only find no context.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        for case let timer? in scheduled { timer.cancel() }
+        scheduled = scheduled.map { _ in nil }
+        self.context = nil
+    }
+
     func channelActive(context: ChannelHandlerContext) {
         state.connectionActive(now: now)
         settle()
