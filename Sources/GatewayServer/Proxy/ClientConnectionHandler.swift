@@ -290,7 +290,12 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
             .hop(to: context.eventLoop)
             .assumeIsolated()
             .whenComplete { [weak self] result in
-                self?.upstreamDialled(exchange, result: result)
+                if let self {
+                    self.upstreamDialled(exchange, result: result)
+                } else if case .success(let connection) = result {
+                    // The client's connection closed and released this handler while we were dialling.
+                    connection.channel.close(promise: nil)
+                }
             }
     }
 
