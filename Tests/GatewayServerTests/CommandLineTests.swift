@@ -7,8 +7,18 @@ import XCTest
 final class CommandLineTests: XCTestCase {
     let group = MultiThreadedEventLoopGroup.singleton
 
-    /// `.build/<config>/sse-gateway`, built alongside the tests by `swift test`.
+    /// The `sse-gateway` built alongside the tests by `swift test`: first beside the running test product, so a build
+    /// with its own `--scratch-path` (the sanitizer builds in `.build-tsan`, `.build-asan`) runs its own binary, not
+    /// another build's; then `.build/<config>/sse-gateway` above this file.
     static var binary: URL? {
+        let productDirectories = [
+            Bundle.main.executableURL?.deletingLastPathComponent(),  // Linux: the test product is an executable
+            Bundle(for: CommandLineTests.self).bundleURL.deletingLastPathComponent(),  // macOS: an .xctest bundle
+        ]
+        for directory in productDirectories.compactMap({ $0 }) {
+            let candidate = directory.appendingPathComponent("sse-gateway")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        }
         var directory = URL(fileURLWithPath: #filePath)
         while directory.path != "/" {
             directory.deleteLastPathComponent()
@@ -89,9 +99,9 @@ final class CommandLineTests: XCTestCase {
             let process = Process()
             process.executableURL = try XCTUnwrap(Self.binary)
             process.arguments = ["serve", "--config", path, "--log-format", "json"]
-            let logs = Pipe()
-            process.standardError = logs
-            process.standardOutput = logs
+            let logs = ProcessOutput()
+            process.standardError = logs.pipe
+            process.standardOutput = logs.pipe
             try process.run()
             try await withCleanup({ await terminate(process) }) {
                 var client: RawClient?
@@ -111,9 +121,13 @@ final class CommandLineTests: XCTestCase {
                     while process.isRunning && ContinuousClock.now < deadline {
                         try await Task.sleep(for: .milliseconds(50))
                     }
-                    XCTAssertFalse(process.isRunning)
-                    XCTAssertEqual(process.terminationStatus, 0)
-                    let output = String(decoding: logs.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                    // `terminationStatus` of a running process traps, and would end the whole test run.
+                    guard !process.isRunning else {
+                        XCTFail("still running 10 s after SIGTERM; its output so far: \(logs.text.suffix(4000))")
+                        return
+                    }
+                    let output = await logs.textAtEnd()
+                    XCTAssertEqual(process.terminationStatus, 0, "exit status; its output: \(output.suffix(8000))")
                     XCTAssertTrue(output.contains(#""message":"access""#), output)
                     XCTAssertTrue(output.contains(#""outcome":"drained""#), output)
                 }

@@ -104,6 +104,25 @@ final class HandlerTests: XCTestCase {
         XCTAssertFalse(channel.isActive, "no request head within request_header_timeout: closed")
     }
 
+    /// The handler keeps its `ChannelHandlerContext`, which keeps the handler: unless the handler lets go of it when it
+    /// is removed, every connection leaks its handler, context and pipeline (found by LeakSanitizer, README
+    /// "Sanitizers").
+    func testClosedConnectionReleasesItsHandler() throws {
+        weak var released: ClientConnectionHandler?
+        weak var releasedChannel: EmbeddedChannel?
+        try {
+            let channel = try makeClientChannel()
+            releasedChannel = channel
+            released = try channel.pipeline.syncOperations.handler(type: ClientConnectionHandler.self)
+            try request(channel, "/nowhere")
+            _ = try response(channel)
+            try channel.close().wait()
+            channel.embeddedEventLoop.run()  // EmbeddedChannel removes the handlers in a task after closing
+        }()
+        XCTAssertNil(releasedChannel, "the closed channel is still alive: a handler's context keeps its pipeline")
+        XCTAssertNil(released, "a closed connection's handler is still alive: it and its context keep each other")
+    }
+
     func testKeepAliveTimerRestartsAfterEachResponse() throws {
         let channel = try makeClientChannel { $0.limits.requestHeaderTimeout = .seconds(10) }
         channel.embeddedEventLoop.advanceTime(by: .seconds(8))

@@ -80,6 +80,14 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
         }
     }
 
+    /// Lets go of the context (which holds this handler: kept, the two would outlive the connection, with its pipeline
+    /// and everything the handler references) and of the timers, whose tasks would only find no context.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        for case let timer? in scheduled { timer.cancel() }
+        scheduled = scheduled.map { _ in nil }
+        self.context = nil
+    }
+
     func channelActive(context: ChannelHandlerContext) {
         state.connectionActive(now: now)
         settle()
@@ -286,7 +294,12 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
             .hop(to: context.eventLoop)
             .assumeIsolated()
             .whenComplete { [weak self] result in
-                self?.upstreamDialled(exchange, result: result)
+                if let self {
+                    self.upstreamDialled(exchange, result: result)
+                } else if case .success(let connection) = result {
+                    // The client's connection closed and released this handler while we were dialling.
+                    connection.channel.close(promise: nil)
+                }
             }
     }
 
