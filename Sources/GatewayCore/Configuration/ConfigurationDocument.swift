@@ -72,11 +72,16 @@ enum ConfigurationDocument {
         case .duplicatedKeysInMapping(let keys, let context):
             let names = keys.map { "'\($0)'" }.joined(separator: ", ")
             return positioned(context.mark, "duplicate key \(names)")
-        case .reader(let problem, _, _, _):
+        case .reader(let problem, let offset, _, let yaml):
+            // libyaml's reader reports an offset (in characters), not a mark: count lines up to it, so that this
+            // problem points into the file like every other (a stray control character, found by fuzzing).
+            let prefix = yaml.prefix(max(0, offset ?? 0)).unicodeScalars
+            let line = prefix.count { $0 == "\n" } + 1
+            let column = prefix.reversed().prefix { $0 != "\n" }.count + 1
             return ConfigurationError(
                 file: file,
-                line: 0,
-                column: 0,
+                line: line,
+                column: column,
                 keyPath: "",
                 message: "unreadable YAML: \(problem)"
             )
