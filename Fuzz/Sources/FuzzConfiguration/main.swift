@@ -9,7 +9,8 @@ import GatewayCore
 public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
     let text = String(decoding: FuzzInput(start, count).rest, as: UTF8.self)
     let environment = ["FUZZ": "fuzz", "PORT": "8080", "SECRET": "0123456789abcdef0123456789abcdef"]
-    let lines = text.utf8.count { $0 == UInt8(ascii: "\n") } + 1
+    // An upper bound on the lines libyaml counts (CR, LF, CRLF, NEL, LS, PS each end one).
+    let lines = text.unicodeScalars.count { ["\n", "\r", "\u{85}", "\u{2028}", "\u{2029}"].contains($0) } + 1
     func parse() -> Result<LoadedConfiguration, ConfigurationErrors> {
         Result { () throws(ConfigurationErrors) in
             try GatewayConfiguration.parse(yaml: text, file: "fuzz.yml", baseDirectory: "/nonexistent-fuzz", environment: environment)
