@@ -1,5 +1,4 @@
 import NIOCore
-import XCTest
 
 @testable import GatewayCore
 

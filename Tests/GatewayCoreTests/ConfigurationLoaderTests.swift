@@ -706,6 +706,14 @@ final class ConfigurationLoaderTests: XCTestCase {
         XCTAssertTrue(rendered[0].hasPrefix("gw.yml:4:1: YAML syntax error: "), rendered[0])
     }
 
+    func testControlCharacterIsReportedWhereItIs() {
+        // Found by Fuzz/FuzzConfiguration: libyaml's reader errors carried no line (`gw.yml: unreadable YAML: ...`).
+        XCTAssertEqual(errors("routes:\n  - name: a\u{01}\n"), ["gw.yml:2:12: unreadable YAML: control characters are not allowed"])
+        XCTAssertEqual(errors("\u{0}"), ["gw.yml:1:1: unreadable YAML: control characters are not allowed"])
+        // Lines counted as libyaml counts them in every other error: CR alone and CRLF end a line too.
+        XCTAssertEqual(errors("routes: []\r  \r\n\u{7}"), ["gw.yml:3:1: unreadable YAML: control characters are not allowed"])
+    }
+
     func testDuplicateMappingKeyIsReportedAtTheRepeat() {
         let yaml = Self.minimal + "\n    name: b"
         assertOnlyError(yaml, "gw.yml:5:5: routes[0].name: duplicate key 'name' (first written on line 2)")

@@ -15,6 +15,15 @@ final class RedactionTests: XCTestCase {
         XCTAssertEqual(TokenRedaction.redact(uri: "/e?access_token=x", sources: [.cookie("c")]), "/e?access_token=x")
     }
 
+    func testAQueryStartingWithACombiningMarkIsStillRedacted() {
+        // Found by Fuzz/FuzzQueryTokens: "?" and a combining mark after it are one Character, so searching the URI's
+        // Characters for "?" found none and the whole URI, token included, went to the log unchanged.
+        XCTAssertEqual(
+            TokenRedaction.redact(uri: "/events?\u{301}&access_token=secret", sources: sources),
+            "/events?\u{301}&access_token=REDACTED"
+        )
+    }
+
     func testParameterScanAgreesWithAPlainSplit() {
         let names = ["access_token", "key"]
         func reference(_ query: String, withValue: Bool) -> Bool {

@@ -152,6 +152,18 @@ final class RouteTableTests: XCTestCase {
         }
     }
 
+    func testAStrippedPrefixLeavesNoDotSegmentForTheUpstream() {
+        // Found by Fuzz/FuzzRequestTarget: under prefix `/feed` (no trailing "/"), `/feed%2E%2E/secret` is the segment
+        // `feed..`; stripping the prefix left `%2E%2E/secret`, sent as `/v1/%2E%2E/secret`, which an upstream that
+        // decodes before resolving dots reads as `/secret`, outside the base path.
+        let table = RouteTable(routes: [Self.route("feed", "/feed", strip: true, basePath: "/v1")])
+        for uri in ["/feed%2E%2E/secret", "/feed%2e/x", "/feed..", "/feed.%2E/x", "/feed..;/x"] {
+            XCTAssertGatewayError(try table.route(uri: uri), "bad_request", "escapes its route", uri)
+        }
+        XCTAssertEqual(try table.route(uri: "/feed.x/y").upstreamPath, "/v1/.x/y")
+        XCTAssertEqual(try table.route(uri: "/feed/a").upstreamPath, "/v1/a")
+    }
+
     func testTraversalWithinARouteOrIntoOneFromNowhereIsAllowed() throws {
         let table = RouteTable(routes: [Self.route("events", "/events/"), Self.route("admin", "/admin/")])
         XCTAssertEqual(try table.route(uri: "/events/a/../b").upstreamPath, "/events/b")

@@ -5,17 +5,18 @@ public enum TokenRedaction {
     /// `uri` with the value of every `query` token source replaced by `REDACTED` (names matched after
     /// percent-decoding, as extraction does). Other bytes are unchanged.
     public static func redact(uri: String, sources: [TokenSource]) -> String {
-        guard let questionMark = uri.firstIndex(of: "?") else { return uri }
+        // Found in bytes: "?" followed by a combining mark is one Character, which `firstIndex(of: "?")` never finds.
+        guard let questionMark = uri.utf8.firstIndex(of: UInt8(ascii: "?")) else { return uri }
         let names = sources.compactMap { source -> String? in
             if case .query(let name) = source { return name }
             return nil
         }
         guard !names.isEmpty else { return uri }
-        let query = uri[uri.index(after: questionMark)...]
+        let query = Substring(uri.utf8[uri.utf8.index(after: questionMark)...])
         // The common case, nothing to hide: the URI itself, no copy (this runs for every access-log line).
         guard let redacted = QueryTokenParameters.redacting(names: names, in: query, replacement: placeholder) else {
             return uri
         }
-        return String(uri[...questionMark]) + redacted
+        return String(Substring(uri.utf8[...questionMark])) + redacted
     }
 }

@@ -60,6 +60,27 @@ enum ConfigurationDocument {
         return nil
     }
 
+    /// Line and column (1-based, in scalars) of a character offset, with line breaks counted as libyaml counts them
+    /// in its marks: CRLF, CR, LF, NEL, LS and PS.
+    static func position(ofCharacter offset: Int, in text: String) -> (line: Int, column: Int) {
+        var line = 1
+        var column = 1
+        var previous: Unicode.Scalar?
+        for scalar in text.prefix(max(0, offset)).unicodeScalars {
+            switch scalar {
+            case "\n" where previous == "\r":
+                break
+            case "\n", "\r", "\u{85}", "\u{2028}", "\u{2029}":
+                line += 1
+                column = 1
+            default:
+                column += 1
+            }
+            previous = scalar
+        }
+        return (line, column)
+    }
+
     private static func syntaxError(_ error: YamlError, file: String) -> ConfigurationError {
         func positioned(_ mark: Mark, _ message: String) -> ConfigurationError {
             ConfigurationError(file: file, line: mark.line, column: mark.column, keyPath: "", message: message)
@@ -72,11 +93,14 @@ enum ConfigurationDocument {
         case .duplicatedKeysInMapping(let keys, let context):
             let names = keys.map { "'\($0)'" }.joined(separator: ", ")
             return positioned(context.mark, "duplicate key \(names)")
-        case .reader(let problem, _, _, _):
+        case .reader(let problem, let offset, _, let yaml):
+            // libyaml's reader reports an offset (in characters), not a mark: count lines up to it, so that this
+            // problem points into the file like every other (a stray control character, found by fuzzing).
+            let (line, column) = position(ofCharacter: offset ?? 0, in: yaml)
             return ConfigurationError(
                 file: file,
-                line: 0,
-                column: 0,
+                line: line,
+                column: column,
                 keyPath: "",
                 message: "unreadable YAML: \(problem)"
             )

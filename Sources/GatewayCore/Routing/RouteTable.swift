@@ -65,7 +65,8 @@ public struct RouteTable: Sendable {
     /// * `stripPrefix`: the bytes of the raw path that decode to the prefix (less its trailing "/") are removed and
     ///   the rest keeps the client's encoding (so `%2F` in the rest stays `%2F`); a rest not starting with "/" gets
     ///   one. So with prefix `/events/`: `/events/a` -> `/a`, `/events/` -> `/`, `/events//a` -> `//a`; with prefix
-    ///   `/events`: `/events` -> `/`, `/events/a` -> `/a`, `/eventsfoo` -> `/foo`.
+    ///   `/events`: `/events` -> `/`, `/events/a` -> `/a`, `/eventsfoo` -> `/foo`. A rest that would be a dot-segment
+    ///   once the prefix is gone (`/events%2E%2E/x` -> `/%2E%2E/x`): `badRequest`.
     /// * `upstream.basePath` is prepended: `/api` + `/a` -> `/api/a`, `/api` + `/` -> `/api/`.
     public func route(uri: String) throws(GatewayError) -> RoutedRequest {
         let target = try RequestTarget.parse(uri)
@@ -88,9 +89,14 @@ public struct RouteTable: Sendable {
             let count = prefix.last == UInt8(ascii: "/") ? prefix.count - 1 : prefix.count
             path = Self.dropDecodedPrefix(count: count, from: path)
         }
-        var upstreamPath = route.upstream.basePath
-        if !path.hasPrefix("/") { upstreamPath += "/" }
-        upstreamPath += path
+        var rest = String(path)
+        if !rest.hasPrefix("/") { rest = "/" + rest }
+        // A prefix without a trailing "/" can end inside a segment: `/feed` strips `/feed%2E%2E/x` to the new segment
+        // `%2E%2E`, which the upstream would resolve above the base path. The rest must be normalised already.
+        if route.stripPrefix, (try? PathNormalizer.normalize(rest))?.raw != rest {
+            throw .badRequest("path escapes its route")
+        }
+        let upstreamPath = route.upstream.basePath + rest
         return RoutedRequest(routeIndex: index, route: route, upstreamPath: upstreamPath, query: target.rawQuery)
     }
 

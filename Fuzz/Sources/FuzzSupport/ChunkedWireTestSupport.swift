@@ -1,0 +1,1 @@
+../../../Tests/GatewayCoreTests/ChunkedWireTestSupport.swift
