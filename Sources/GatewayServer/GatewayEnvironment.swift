@@ -10,6 +10,8 @@ struct GatewayEnvironment: Sendable {
     var metrics: GatewayMetrics
     var admission: StreamAdmission
     var tickets = StreamTickets()
+    /// The shared upstream streams of routes with `share`, across configuration generations.
+    var sharedStreams = SharedStreams()
 }
 
 /// The gateway's metrics (swift-metrics handles backed by a Prometheus registry owned by the gateway, exported on
@@ -24,7 +26,7 @@ struct GatewayEnvironment: Sendable {
 /// `allCases`, so a new outcome, reason or kind is pre-created without touching this file.
 public final class GatewayMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
-    private let factory: PrometheusMetricsFactory
+    let factory: PrometheusMetricsFactory
     private let process: ProcessMetrics
     private let routes = NIOLockedValueBox<[String: RouteMetrics]>([:])
     private let jwksSeen = NIOLockedValueBox<[String: (successes: Int, failures: Int)]>([:])
@@ -53,6 +55,8 @@ public final class GatewayMetrics: Sendable {
         let timeToFirstByte: Metrics.Timer
         let streamDuration: Metrics.Timer
         let slowClientsDropped: Metrics.Counter
+        /// New upstream connections of clients' own (`kind="private"`; shared streams count theirs as `shared`).
+        let privateUpstreamConnections: Metrics.Counter
     }
 
     /// The route label of requests refused before routing (rate limit, no route), as the client handler writes it.
@@ -103,6 +107,7 @@ public final class GatewayMetrics: Sendable {
             for kind in UpstreamFailure.Kind.allCases {
                 _ = counter("sse_gateway_upstream_errors_total", ("route", name), ("kind", kind.rawValue))
             }
+            if route.share != nil { _ = shared(name) }
             if route.auth != nil {
                 for reason in AuthFailure.Reason.allCases {
                     _ = counter("sse_gateway_auth_failures_total", ("route", name), ("reason", reason.label))
@@ -133,6 +138,10 @@ public final class GatewayMetrics: Sendable {
             ),
             slowClientsDropped: Metrics.Counter(
                 label: "sse_gateway_slow_clients_dropped_total", dimensions: dimensions, factory: factory
+            ),
+            privateUpstreamConnections: Metrics.Counter(
+                label: "sse_gateway_upstream_connections_total", dimensions: dimensions + [("kind", "private")],
+                factory: factory
             )
         )
         return routes.withLockedValue { routes in
@@ -164,7 +173,7 @@ public final class GatewayMetrics: Sendable {
     private static let statusClasses = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"]
 
     /// A counter with two labels, made once and then reused.
-    private func counter(_ label: String, _ first: (String, String), _ second: (String, String)) -> Metrics.Counter {
+    func counter(_ label: String, _ first: (String, String), _ second: (String, String)) -> Metrics.Counter {
         let key = CounterKey(label: label, first: first.1, second: second.1)
         if let existing = counters.withLockedValue({ $0[key] }) { return existing }
         let made = Metrics.Counter(label: label, dimensions: [first, second], factory: factory)

@@ -14,6 +14,7 @@ import Yams
 ///     tls: {ca_file: ..., certificate: ..., private_key: ..., server_name: ...}   # https upstreams only
 ///     max_streams: 1000             # >= 1; default: unlimited
 ///     max_stream_duration: 1h       # > 0; default: unlimited
+///     share: {key: route}           # one upstream stream for many clients (ConfigurationSchema+Share)
 /// ```
 ///
 /// In `tls`, every key is optional: `ca_file` replaces the system's trusted CAs, `certificate` and `private_key`
@@ -23,7 +24,7 @@ extension ConfigurationSchema {
     func routes(
         _ node: Node,
         _ path: String,
-        policies: Set<String>,
+        policies: [String: AuthPolicyConfiguration],
         ticketPaths: [String: String] = [:]
     ) -> [RouteConfiguration] {
         guard let items = reader.sequence(node, path) else { return [] }
@@ -56,10 +57,10 @@ extension ConfigurationSchema {
         var prefix: (prefix: String, node: Node)
     }
 
-    private func route(_ node: Node, _ path: String, policies: Set<String>) -> ReadRoute? {
+    private func route(_ node: Node, _ path: String, policies: [String: AuthPolicyConfiguration]) -> ReadRoute? {
         let keys = [
             "name", "path_prefix", "upstream", "strip_prefix", "heartbeat", "timeouts", "auth", "tls", "max_streams",
-            "max_stream_duration",
+            "max_stream_duration", "share",
         ]
         guard let fields = reader.mapping(node, path, allowed: keys) else { return nil }
         let nameNode = reader.required(fields, "name")
@@ -77,7 +78,7 @@ extension ConfigurationSchema {
         let timeouts = fields["timeouts"].map { self.timeouts($0, fields.path("timeouts")) } ?? RouteTimeouts()
         var auth: String?
         if let node = fields["auth"], let policy = reader.string(node, fields.path("auth")), policy != "none" {
-            auth = definedPolicy(policy, node, fields.path("auth"), among: policies)
+            auth = definedPolicy(policy, node, fields.path("auth"), among: Set(policies.keys))
         }
         var tls = UpstreamTLSConfiguration()
         if let node = fields["tls"] {
@@ -88,6 +89,7 @@ extension ConfigurationSchema {
         let maxDuration = fields["max_stream_duration"].flatMap {
             reader.duration($0, fields.path("max_stream_duration"), allowZero: false)
         }
+        let share = fields["share"].flatMap { self.share($0, fields.path("share"), auth: auth, policies: policies) }
         guard let name, let nameNode, let prefix, let prefixNode, let upstream else { return nil }
         let configuration = RouteConfiguration(
             name: name,
@@ -99,7 +101,8 @@ extension ConfigurationSchema {
             auth: auth,
             upstreamTLS: tls,
             maxStreams: maxStreams,
-            maxStreamDuration: maxDuration
+            maxStreamDuration: maxDuration,
+            share: share
         )
         return ReadRoute(configuration: configuration, name: (name, nameNode), prefix: (prefix, prefixNode))
     }

@@ -107,7 +107,7 @@ struct ConfigurationSchema {
         if let node = top["auth_policies"] { configuration.authPolicies = policies(node, "auth_policies") }
         if let node = reader.required(top, "routes") {
             configuration.routes = routes(
-                node, "routes", policies: Set(configuration.authPolicies.keys), ticketPaths: configuration.ticketPaths
+                node, "routes", policies: configuration.authPolicies, ticketPaths: configuration.ticketPaths
             )
         }
         if let node = top["cors"] { configuration.cors = cors(node, "cors") }

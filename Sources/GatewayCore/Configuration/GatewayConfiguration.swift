@@ -122,6 +122,8 @@ public struct RouteConfiguration: Sendable, Equatable {
     public var maxStreams: Int?
     /// End a stream at an event boundary after this long, with a jittered `retry:` hint.
     public var maxStreamDuration: Duration?
+    /// Identical streams share one upstream connection (`share:`); `nil`: every client gets its own.
+    public var share: ShareConfiguration?
 
     public init(
         name: String,
@@ -133,7 +135,8 @@ public struct RouteConfiguration: Sendable, Equatable {
         auth: String? = nil,
         upstreamTLS: UpstreamTLSConfiguration = .init(),
         maxStreams: Int? = nil,
-        maxStreamDuration: Duration? = nil
+        maxStreamDuration: Duration? = nil,
+        share: ShareConfiguration? = nil
     ) {
         self.name = name
         self.pathPrefix = pathPrefix
@@ -145,6 +148,7 @@ public struct RouteConfiguration: Sendable, Equatable {
         self.upstreamTLS = upstreamTLS
         self.maxStreams = maxStreams
         self.maxStreamDuration = maxStreamDuration
+        self.share = share
     }
 }
 

@@ -66,6 +66,8 @@ extension ClientConnectionStateMachine {
         case readBody(limit: Int)
         /// Dial the upstream.
         case forward(ExchangePlan)
+        /// Subscribe to the route's shared stream (`join`); a subscriber may fall `bufferLimit` bytes behind.
+        case join(ExchangePlan, bufferLimit: Int)
     }
 
     /// A response the gateway writes itself.
@@ -194,6 +196,12 @@ extension ClientConnectionStateMachine {
         case admitBody(ByteBuffer)
         /// Acquire an upstream connection, then `upstreamConnected` or `upstreamConnectFailed`.
         case dial
+        /// Subscribe to the shared stream, then `sharedHeadArrived`, or `joinMissed` (dial a private upstream).
+        case join
+        /// Write the shared stream's response head, then `sharedHeadWritten`.
+        case writeSharedHead(closeConnection: Bool)
+        /// Write (and flush) the shared events just delivered.
+        case writeShared
         /// Write the upstream request head, then these parts, and flush.
         case sendRequest([HTTPClientRequestPart])
         /// Write a request body part to the upstream (flushing the end).

@@ -25,6 +25,10 @@ public struct ClientConnectionStateMachine: Sendable {
         case awaitingResponseHead
         /// The upstream's body streams through `relay`.
         case relaying
+        /// Subscribed to a shared upstream stream (`routes[].share`), waiting for its head.
+        case joining
+        /// A subscriber of a shared stream: whole events arrive from it (`ClientConnection+Subscriber`).
+        case subscribed
         /// The gateway answered itself; the request's body is still being read and discarded.
         case answered
         /// The connection closes once its last write has gone out (or, on HTTP/2, the stream ends by itself).
@@ -69,6 +73,8 @@ public struct ClientConnectionStateMachine: Sendable {
     /// Since when the upstream has sent nothing while a read was requested; `nil` while its reads are held for a
     /// slow client (backpressure is not upstream silence).
     var upstreamSilentSince: NIODeadline?
+    // A subscriber of a shared stream.
+    var subscription = Subscription()
     // Reads and writability of both sides.
     var clientReadHeld = false
     var upstreamReadHeld = false
@@ -85,7 +91,10 @@ public struct ClientConnectionStateMachine: Sendable {
 
     /// An exchange holds (or is getting) an upstream.
     var hasExchange: Bool {
-        phase == .dialling || phase == .awaitingResponseHead || phase == .relaying
+        switch phase {
+        case .dialling, .awaitingResponseHead, .relaying, .joining, .subscribed: true
+        default: false
+        }
     }
 
     /// A response for the current request is still to be completed.
@@ -171,6 +180,7 @@ public struct ClientConnectionStateMachine: Sendable {
         upstreamReadHeld = false
         upstreamWritable = true
         upstreamSilentSince = nil
+        subscription = Subscription()
     }
 
     mutating func requestPart(_ part: HTTPClientRequestPart, inClientRead: Bool) -> Action {
@@ -189,8 +199,8 @@ public struct ClientConnectionStateMachine: Sendable {
             }
             markForwarded(part)
             return .forwardRequestPart(part)
-        case .answered, .closing, .closed:
-            return .none  // answered already: the body is discarded
+        case .answered, .closing, .closed, .joining, .subscribed:
+            return .none  // answered already, or a shared stream's GET (admitted without a body): discarded
         case .awaitingRequestHead:
             preconditionFailure("request body without a head")
         }
@@ -228,6 +238,8 @@ public struct ClientConnectionStateMachine: Sendable {
         case .dialling, .awaitingResponseHead, .relaying:
             // A request body flows only while the upstream can take it.
             return requestEnded || (upstreamAttached && upstreamWritable)
+        case .joining, .subscribed:
+            return true
         case .awaitingRequestHead, .answered, .closing, .closed:
             return true
         }
@@ -256,6 +268,7 @@ public struct ClientConnectionStateMachine: Sendable {
         clientWritable = isWritable
         if isWritable {
             timers[.slowClient] = nil
+            subscription.bytesBehind = 0
             if upstreamReadHeld { upstreamSilentSince = now }
         } else if timers[.slowClient] == nil, hasExchange {
             timers[.slowClient] = now + settings.slowClientTimeout
@@ -296,6 +309,8 @@ public struct ClientConnectionStateMachine: Sendable {
                 guard !currentRequestIsWhole else { return .none }
                 requestEndHeld = nil
                 return abort(outcome: .error)
+            case .joining, .subscribed:
+                return .none  // a later request's bytes: this stream goes on, then the connection closes
             case .answered:
                 return .close
             case .closing, .closed:
@@ -312,10 +327,10 @@ public struct ClientConnectionStateMachine: Sendable {
             return .close
         case .closing, .closed:
             return .none
-        case .admitting, .readingBody, .dialling, .awaitingResponseHead, .relaying:
+        case .admitting, .readingBody, .dialling, .awaitingResponseHead, .relaying, .joining, .subscribed:
             // Whatever is still open after the grace period is closed.
             timers[.drainGrace] = now + settings.drainGrace
-            return phase == .relaying ? closeStream(.draining, now: now) : .none
+            return phase == .relaying || phase == .subscribed ? closeStream(.draining, now: now) : .none
         }
     }
 
@@ -366,6 +381,8 @@ public struct ClientConnectionStateMachine: Sendable {
             phase = .dialling
             if !clientWritable { timers[.slowClient] = now + settings.slowClientTimeout }
             return .dial
+        case .join(let plan, let bufferLimit):
+            return join(plan, bufferLimit: bufferLimit, now: now)
         }
     }
 

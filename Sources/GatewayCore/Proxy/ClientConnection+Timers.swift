@@ -18,7 +18,7 @@ extension ClientConnectionStateMachine {
             guard phase == .awaitingRequestHead else { return .none }
             return .close
         case .responseHeader:
-            guard phase == .awaitingResponseHead else { return .none }
+            guard phase == .awaitingResponseHead || phase == .joining else { return .none }
             let failure = UpstreamFailure(
                 .responseHeaderTimeout,
                 message: "upstream sent no response head within \(plan.responseHeaderTimeout.shortDescription)"
@@ -41,14 +41,16 @@ extension ClientConnectionStateMachine {
     }
 
     mutating func heartbeatDue(now: NIODeadline) -> Action {
-        guard phase == .relaying, let interval = plan.heartbeat else { return .none }
+        guard phase == .relaying || phase == .subscribed, let interval = plan.heartbeat else { return .none }
         let quietFor = now - lastClientWrite
         guard quietFor >= interval else {
             timers[.heartbeat] = lastClientWrite + interval
             return .none
         }
         timers[.heartbeat] = now + interval
-        guard case .write(let frame) = relay!.heartbeatDue() else { return .none }
+        // A subscriber only ever gets whole events: any moment is between two.
+        let due = phase == .subscribed ? .write(SSEFrame.heartbeat) : relay!.heartbeatDue()
+        guard case .write(let frame) = due else { return .none }
         lastClientWrite = now
         return .writeFrame(frame)
     }
@@ -72,13 +74,16 @@ extension ClientConnectionStateMachine {
 
     /// The gateway wants the stream to end at its next event boundary (drain, token expiry, max duration).
     mutating func closeStream(_ reason: StreamCloseReason, now: NIODeadline) -> Action {
-        guard phase == .relaying else { return .none }
+        guard phase == .relaying || phase == .subscribed else { return .none }
         let frame: ByteBuffer
         switch reason {
         case .tokenExpired:
             frame = SSEFrame.tokenExpired(retryMilliseconds: Self.tokenExpiryRetryMilliseconds)
         case .draining, .maxDuration:
             frame = SSEFrame.retryHint(milliseconds: Int.random(in: 0...max(1, settings.retryJitterMilliseconds)))
+        }
+        if phase == .subscribed {
+            return finish(closingFrame: frame, outcome: ExchangeOutcome(reason), reuseUpstream: false, now: now)
         }
         switch relay!.closeRequested(reason, closingFrame: frame) {
         case .none, .write:
@@ -101,8 +106,8 @@ extension ClientConnectionStateMachine {
         now: NIODeadline
     ) -> Action {
         var completion: ByteBuffer?
-        if relay!.passesChunkedWire {
-            switch chunkEnding ?? relay!.wireEnding() {
+        if let relay, relay.passesChunkedWire {
+            switch chunkEnding ?? self.relay!.wireEnding() {
             case .complete(let bytes):
                 completion = bytes
             case .impossible:

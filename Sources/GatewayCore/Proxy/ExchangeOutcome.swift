@@ -21,6 +21,8 @@ public enum ExchangeOutcome: String, Sendable, Hashable, CaseIterable {
     case maxDuration = "max_duration"
     /// The client stayed unwritable for `slow_client_timeout`.
     case slowClient = "slow_client"
+    /// The shared upstream stream this client subscribed to ended (its grace passed, or it answered non-200).
+    case sharedStreamEnded = "shared_stream_ended"
     /// The upstream could not be reached or answered badly before its response head: an error was answered.
     case error
     /// The gateway answered the request itself (route, auth, limits).

@@ -78,6 +78,9 @@ public struct RequestAdmission: Sendable {
         public var ticket: Ticket
         /// The stream ticket this request redeemed: live until the exchange ends (`StreamTickets.release`).
         public var streamTicket: StreamTicket?
+        /// Set when the route shares its streams (`share`) and the request can join one; `upstreamHead` is still
+        /// what a private upstream request sends (a subscriber whose `Last-Event-ID` the shared stream cannot serve).
+        public var shared: SharedRequest?
     }
 
     /// What a refusal adds to, beside `requests_total`.
@@ -213,10 +216,14 @@ public struct RequestAdmission: Sendable {
         let upstreamHead = HTTPRequestHead(
             version: .http1_1, method: request.head.method, uri: routed.upstreamURI, headers: headers
         )
+        let shared = Self.sharedRequest(
+            route: routed.route, clientHead: request.head, upstreamHead: upstreamHead,
+            identity: authenticated?.identity, policy: routed.route.auth.flatMap { configuration.authPolicies[$0] }
+        )
         return .forward(
             Admitted(
                 routed: routed, upstreamHead: upstreamHead, identity: authenticated?.identity,
-                corsHeaders: request.corsHeaders, ticket: ticket, streamTicket: streamTicket
+                corsHeaders: request.corsHeaders, ticket: ticket, streamTicket: streamTicket, shared: shared
             )
         )
     }

@@ -119,6 +119,7 @@ extension ClientConnectionHandler {
             exchange.corsHeaders = admitted.corsHeaders
             exchange.admissionTicket = admitted.ticket
             exchange.streamTicket = admitted.streamTicket
+            exchange.shared = admitted.shared
             if admitted.streamTicket != nil { environment.metrics.ticketRedeemed(.ok) }
             self.exchange = exchange
             admission = nil
@@ -126,7 +127,11 @@ extension ClientConnectionHandler {
                 route: exchange.route, method: exchange.clientHead.method, identity: admitted.identity, now: now,
                 wallClock: Date().timeIntervalSince1970
             )
-            run(state.admissionDecided(.forward(plan), now: now))
+            if let shared = admitted.shared {
+                run(state.admissionDecided(.join(plan, bufferLimit: shared.configuration.subscriberBufferBytes), now: now))
+            } else {
+                run(state.admissionDecided(.forward(plan), now: now))
+            }
         }
     }
 }

@@ -246,9 +246,13 @@ extension ClientConnectionHandler {
     func recordFinished(_ exchange: ProxyExchange, outcome: ExchangeOutcome, status: HTTPResponseStatus? = nil) {
         let duration = now - exchange.startedAt
         let code = Int((status ?? exchange.responseStatus)?.code ?? 0)
-        let events = state.relay?.relayedEvents ?? 0
-        let bytes = state.relay?.relayedBodyBytes ?? 0
+        let events = state.relayedEvents
+        let bytes = state.relayedBodyBytes
         let route = exchange.route.name
+        if let subscription = exchange.subscription {
+            exchange.subscription = nil
+            subscription.leave()
+        }
         if let ticket = exchange.admissionTicket {
             exchange.admissionTicket = nil
             environment.admission.release(ticket)

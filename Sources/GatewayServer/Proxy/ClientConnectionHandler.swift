@@ -227,6 +227,12 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
             admitBody(body, context: context)
         case .dial:
             dial(context: context)
+        case .join:
+            joinShared(context: context)
+        case .writeSharedHead:
+            preconditionFailure("the shared head is written where it arrives")
+        case .writeShared:
+            if let data { writeShared(data, context: context) }
         case .sendRequest(let parts):
             sendRequest(parts)
         case .forwardRequestPart(let part):
@@ -266,7 +272,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
     }
 
     /// Schedules the timers whose deadlines changed, and issues held reads that may go out now.
-    private func settle() {
+    func settle() {
         guard let context else { return }
         let changes = state.timers.takeChanges()
         if changes != 0 {
@@ -316,6 +322,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
             run(state.upstreamConnectFailed(failure, now: now))
         case .success(let connection):
             if !connection.isReused {
+                exchange.metrics.privateUpstreamConnections.increment()
                 exchange.metrics.upstreamConnect.recordNanoseconds((now - exchange.startedAt).nanoseconds)
             }
             exchange.upstream = connection

@@ -27,6 +27,11 @@ final class ProxyExchange {
     var identity: VerifiedIdentity?
     /// CORS headers added to the client's response (empty without CORS or for other origins).
     var corsHeaders: HTTPHeaders = [:]
+    /// The shared stream this request may join (`routes[].share`), and its membership once it joined.
+    var shared: SharedRequest?
+    var subscription: SharedSubscription?
+    /// A join that came as its stream ended is tried once more, then the request goes upstream on its own.
+    var joinRetried = false
     /// Whether this exchange counts as an open stream (an event-stream response was relayed).
     var countedAsStream = false
 
