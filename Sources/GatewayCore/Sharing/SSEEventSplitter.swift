@@ -15,6 +15,12 @@ public struct SSEEventSplitter: Sendable {
         public var id: String?
         /// `false` for a block of comments only (an upstream's keep-alive): relayed, never replayed.
         public var hasFields: Bool
+
+        public init(bytes: ByteBuffer, id: String?, hasFields: Bool) {
+            self.bytes = bytes
+            self.id = id
+            self.hasFields = hasFields
+        }
     }
 
     /// An event longer than this (its blank line never coming) ends the upstream connection: nothing unbounded is
