@@ -32,3 +32,30 @@ func socketReport(ports: [Int]) -> String {
     }
     return report.isEmpty ? "ss: no socket with queued bytes" : report.joined(separator: "\n")
 }
+
+/// Bytes the kernel holds (Recv-Q + Send-Q) in every TCP socket whose local or peer port is one of `ports`: what a
+/// stalled transfer through those ports has in socket buffers, which autotune (up to `tcp_rmem`'s maximum, 32 MB
+/// here) and so bound nothing a test can hard-code.
+func kernelQueuedBytes(ports: [Int]) -> Int? {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["ss", "-tnH"]
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    do {
+        try process.run()
+    } catch {
+        return nil
+    }
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    var total = 0
+    for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+        let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+        guard fields.count >= 5, let received = Int(fields[1]), let sent = Int(fields[2]) else { continue }
+        let endpoints = [fields[3], fields[4]]
+        guard endpoints.contains(where: { endpoint in ports.contains { endpoint.hasSuffix(":\($0)") } }) else { continue }
+        total += received + sent
+    }
+    return total
+}
