@@ -142,6 +142,7 @@ public final class Gateway: Service, Sendable {
         environment.logger.info("draining: no new connections; open streams are told to reconnect")
         try? await drained.get()
         connectors.closeAllIdle()
+        environment.sharedStreams.closeAll()  // their subscribers are gone: no linger
         try? await adminChannel?.close()
         environment.logger.info("drained; stopped")
     }

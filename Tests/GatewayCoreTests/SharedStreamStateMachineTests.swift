@@ -149,6 +149,13 @@ final class SharedStreamStateMachineTests: XCTestCase {
         XCTAssertEqual(machine.reconnects, 2)
     }
 
+    func testAnUpstreamLostWhileLingeringIsNotRedialled() {
+        var machine = streaming()
+        _ = machine.subscriberLeft(now: clock)
+        XCTAssertEqual(machine.upstreamClosed(nil, now: clock), .end(.idle))
+        XCTAssertNil(machine[.backoff])
+    }
+
     func testAnEndlessEventThrows() {
         var machine = Machine(settings: settings, ring: ReplayRing(maxEvents: 4, maxBytes: 100), maxEventBytes: 16)
         _ = machine.subscriberJoined(lastEventID: nil)

@@ -5,6 +5,7 @@ import JWTKit
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 import XCTest
 
 private struct ShareClaims: JWTPayload {
@@ -348,6 +349,40 @@ final class SharedStreamIntegrationTests: XCTestCase {
                 }
                 XCTAssertEqual(samples(gateway)[#"sse_gateway_shared_subscribers{route="events"}"#], 10)
                 XCTAssertEqual(upstream.connectionsAccepted, 1)
+            }
+        }
+    }
+
+    /// HTTP/2 streams and an HTTP/1.1 connection subscribe to one shared stream over TLS.
+    func testHTTP2AndHTTP1SubscribersShareOneUpstream() async throws {
+        let certificates = try TestCertificates.make()
+        defer { certificates.remove() }
+        let feed = UpstreamFeed()
+        try await withUpstream(group: group, handler: feed.handler) { upstream in
+            let shared = route(upstream: upstream) { $0.share = ShareConfiguration() }
+            try await withTLSGateway(routes: [shared], certificates: certificates) { gateway in
+                let h2 = try await gateway.connectHTTP2(
+                    group: group, tls: NIOSSLContext(configuration: certificates.clientTLS(protocols: ["h2"]))
+                )
+                defer { Task { await h2.close() } }
+                let streams = [try await h2.get("/events/live"), try await h2.get("/events/live")]
+                let h1 = try await gateway.connect(
+                    group: group, tls: NIOSSLContext(configuration: certificates.clientTLS(protocols: ["http/1.1"]))
+                )
+                try await h1.get("/events/live")
+                try await h1.wait(for: "the response head") { $0.contains("\r\n\r\n") }
+                for stream in streams {
+                    try await eventually("the h2 head", read: { stream.head }) { $0 != nil }
+                }
+                feed.sendEvents(1...3)
+                for stream in streams {
+                    let body = try await stream.wait(for: "three events") { $0.contains("id: 3\n") }
+                    XCTAssertEqual(body, (1...3).map { "id: \($0)\ndata: event \($0) \n\n" }.joined())
+                    XCTAssertNil(stream.head?.headers.first(name: "set-cookie"))
+                }
+                let progress = try await h1.waitForEvents(3)
+                XCTAssertEqual(progress.lastEventID, "3")
+                XCTAssertEqual(upstream.requests.count, 1)
             }
         }
     }

@@ -12,27 +12,6 @@ import XCTest
 final class TLSIntegrationTests: XCTestCase {
     let group = MultiThreadedEventLoopGroup.singleton
 
-    /// Runs `body` with a gateway whose listener serves TLS with `certificates`' server identity.
-    private func withTLSGateway<Value>(
-        routes: [RouteConfiguration],
-        certificates: TestCertificates,
-        configure: (inout GatewayConfiguration) -> Void = { _ in },
-        _ body: (GatewayHarness) async throws -> Value
-    ) async throws -> Value {
-        try await withGateway(
-            routes: routes,
-            configure: { configuration in
-                configuration.tls = ListenerTLSConfiguration(
-                    certificatePath: certificates.server.certificatePath,
-                    privateKeyPath: certificates.server.privateKeyPath
-                )
-                configure(&configuration)
-            },
-            group: group,
-            body
-        )
-    }
-
     /// An upstream answering every request with two events and the end of the response.
     private static let twoEvents: TestUpstream.Handler = { _, responder in
         responder.sseHead()

@@ -240,6 +240,7 @@ public struct SharedStreamStateMachine: Sendable {
         self[.responseHeader] = nil
         splitter.reset()
         guard headDelivered else { return end(.failed(failure)) }
+        guard subscribers > 0 else { return end(.idle) }  // lingering: nobody to reconnect for
         if self[.grace] == nil { self[.grace] = now + settings.upstreamGrace }
         upstream = .waitingToReconnect
         reconnects += 1

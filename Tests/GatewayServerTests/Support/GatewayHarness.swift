@@ -120,3 +120,25 @@ final class NIOLockedValueBoxStrings: Sendable {
 }
 
 import NIOConcurrencyHelpers
+
+/// `withGateway` whose listener serves TLS (HTTP/1.1 and HTTP/2 by ALPN) with `certificates`' server identity.
+func withTLSGateway<Value>(
+    routes: [RouteConfiguration],
+    certificates: TestCertificates,
+    configure: (inout GatewayConfiguration) -> Void = { _ in },
+    group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+    _ body: (GatewayHarness) async throws -> Value
+) async throws -> Value {
+    try await withGateway(
+        routes: routes,
+        configure: { configuration in
+            configuration.tls = ListenerTLSConfiguration(
+                certificatePath: certificates.server.certificatePath,
+                privateKeyPath: certificates.server.privateKeyPath
+            )
+            configure(&configuration)
+        },
+        group: group,
+        body
+    )
+}
