@@ -24,11 +24,18 @@ extension ClientConnectionHandler: SharedStreamSubscriber {
         guard let exchange, let context else { return }
         guard case .writeSharedHead(let closeConnection) = state.sharedHeadArrived() else { return }
         _ = writeResponseHead(head, closeConnection: closeConnection, exchange: exchange, context: context)
+        run(state.sharedHeadWritten(now: now))
+        // The upstream's last `retry:` and the replayed events, counted as events, flushed once with the head.
+        let now = self.now
         for bytes in prelude {
+            let action = state.sharedEventsArrived(bytes: bytes.readableBytes, events: 1, now: now)
+            guard case .writeShared = action else {
+                run(action)
+                break
+            }
             context.write(wrapOutboundOut(.body(.byteBuffer(bytes))), promise: nil)
         }
         flushClient(context: context)
-        run(state.sharedHeadWritten(now: now))
     }
 
     func sharedEvents(_ bytes: ByteBuffer, events: Int, now: NIODeadline) {
