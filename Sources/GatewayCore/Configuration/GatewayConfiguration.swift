@@ -102,28 +102,102 @@ public struct AdminConfiguration: Sendable, Equatable {
 }
 
 /// One entry of `routes:`.
+///
+/// Its values live in one shared, copy-on-write box: a route is copied into every routed request, exchange and
+/// admission of every connection, and a copy is one reference (8 bytes, one retain), not its ~370 bytes of fields.
 public struct RouteConfiguration: Sendable, Equatable {
+    private struct Fields: Sendable, Equatable {
+        var name: String
+        var pathPrefix: String
+        var upstream: UpstreamURL
+        var stripPrefix: Bool
+        var heartbeat: Duration?
+        var timeouts: RouteTimeouts
+        var auth: String?
+        var upstreamTLS: UpstreamTLSConfiguration
+        var maxStreams: Int?
+        var maxStreamDuration: Duration?
+        var share: ShareConfiguration?
+    }
+
+    private final class Box: @unchecked Sendable {
+        // @unchecked: `fields` is only mutated through `mutate`, on a box no other value shares.
+        var fields: Fields
+        init(_ fields: Fields) { self.fields = fields }
+    }
+
+    private var box: Box
+
+    private mutating func mutate(_ change: (inout Fields) -> Void) {
+        if !isKnownUniquelyReferenced(&box) { box = Box(box.fields) }
+        change(&box.fields)
+    }
+
+    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.box === rhs.box || lhs.box.fields == rhs.box.fields }
+
     /// Unique name; used in metrics labels and logs (never the raw URL).
-    public var name: String
+    public var name: String {
+        get { box.fields.name }
+        set { mutate { $0.name = newValue } }
+    }
+
     /// Matched against the decoded, normalised request path; the longest matching prefix wins.
-    public var pathPrefix: String
+    public var pathPrefix: String {
+        get { box.fields.pathPrefix }
+        set { mutate { $0.pathPrefix = newValue } }
+    }
+
     /// Where matching requests go.
-    public var upstream: UpstreamURL
+    public var upstream: UpstreamURL {
+        get { box.fields.upstream }
+        set { mutate { $0.upstream = newValue } }
+    }
+
     /// `true`: the prefix is removed before forwarding (`/events/a` becomes `/a`).
-    public var stripPrefix: Bool
+    public var stripPrefix: Bool {
+        get { box.fields.stripPrefix }
+        set { mutate { $0.stripPrefix = newValue } }
+    }
+
     /// Write `: keep-alive` on an idle event stream after this long; `nil` disables heartbeats.
-    public var heartbeat: Duration?
-    public var timeouts: RouteTimeouts
+    public var heartbeat: Duration? {
+        get { box.fields.heartbeat }
+        set { mutate { $0.heartbeat = newValue } }
+    }
+    public var timeouts: RouteTimeouts {
+        get { box.fields.timeouts }
+        set { mutate { $0.timeouts = newValue } }
+    }
+
     /// Name of an `auth_policies` entry; `nil` means the route is public.
-    public var auth: String?
+    public var auth: String? {
+        get { box.fields.auth }
+        set { mutate { $0.auth = newValue } }
+    }
+
     /// TLS settings for an `https` upstream (private CA, client certificate).
-    public var upstreamTLS: UpstreamTLSConfiguration
+    public var upstreamTLS: UpstreamTLSConfiguration {
+        get { box.fields.upstreamTLS }
+        set { mutate { $0.upstreamTLS = newValue } }
+    }
+
     /// Most concurrent streams on this route; `nil` is unlimited (within `limits.max_connections`).
-    public var maxStreams: Int?
+    public var maxStreams: Int? {
+        get { box.fields.maxStreams }
+        set { mutate { $0.maxStreams = newValue } }
+    }
+
     /// End a stream at an event boundary after this long, with a jittered `retry:` hint.
-    public var maxStreamDuration: Duration?
+    public var maxStreamDuration: Duration? {
+        get { box.fields.maxStreamDuration }
+        set { mutate { $0.maxStreamDuration = newValue } }
+    }
+
     /// Identical streams share one upstream connection (`share:`); `nil`: every client gets its own.
-    public var share: ShareConfiguration?
+    public var share: ShareConfiguration? {
+        get { box.fields.share }
+        set { mutate { $0.share = newValue } }
+    }
 
     public init(
         name: String,
@@ -138,21 +212,16 @@ public struct RouteConfiguration: Sendable, Equatable {
         maxStreamDuration: Duration? = nil,
         share: ShareConfiguration? = nil
     ) {
-        self.name = name
-        self.pathPrefix = pathPrefix
-        self.upstream = upstream
-        self.stripPrefix = stripPrefix
-        self.heartbeat = heartbeat
-        self.timeouts = timeouts
-        self.auth = auth
-        self.upstreamTLS = upstreamTLS
-        self.maxStreams = maxStreams
-        self.maxStreamDuration = maxStreamDuration
-        self.share = share
+        self.box = Box(
+            Fields(
+                name: name, pathPrefix: pathPrefix, upstream: upstream, stripPrefix: stripPrefix, heartbeat: heartbeat,
+                timeouts: timeouts, auth: auth, upstreamTLS: upstreamTLS, maxStreams: maxStreams,
+                maxStreamDuration: maxStreamDuration, share: share
+            )
+        )
     }
 }
 
-/// A parsed `upstream:` URL: `http://host:port/base` or `https://...`.
 public struct UpstreamURL: Sendable, Hashable, CustomStringConvertible {
     public enum Scheme: String, Sendable, Hashable {
         case http

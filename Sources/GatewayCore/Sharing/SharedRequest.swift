@@ -13,18 +13,32 @@ public struct ShareKey: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(route) \(uri)" }
 }
 
-/// A subscriber's request for a shared stream, as admission built it.
-public struct SharedRequest: Sendable {
-    public var key: ShareKey
-    public var configuration: ShareConfiguration
+/// A subscriber's request for a shared stream, as admission built it (a class: exchanges hold it by reference).
+public final class SharedRequest: Sendable {
+    public let key: ShareKey
+    public let configuration: ShareConfiguration
     /// The request the shared upstream gets (no `Last-Event-ID`: the stream adds its own). With `key: route` it
     /// carries `upstream_headers` and no subscriber's credential; with `key: subject`, this subscriber's.
-    public var upstreamHead: HTTPRequestHead
+    public let upstreamHead: HTTPRequestHead
     /// The client's `Last-Event-ID`.
-    public var lastEventID: String?
+    public let lastEventID: String?
     /// When this subscriber's credential expires (unix seconds; `nil`: never), so a `key: subject` stream reconnects
     /// with the freshest.
-    public var credentialExpiresAt: Double?
+    public let credentialExpiresAt: Double?
+
+    init(
+        key: ShareKey,
+        configuration: ShareConfiguration,
+        upstreamHead: HTTPRequestHead,
+        lastEventID: String?,
+        credentialExpiresAt: Double?
+    ) {
+        self.key = key
+        self.configuration = configuration
+        self.upstreamHead = upstreamHead
+        self.lastEventID = lastEventID
+        self.credentialExpiresAt = credentialExpiresAt
+    }
 }
 
 extension RequestAdmission {

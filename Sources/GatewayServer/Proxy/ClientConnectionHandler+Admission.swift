@@ -124,7 +124,7 @@ extension ClientConnectionHandler {
             self.exchange = exchange
             admission = nil
             let plan = runtime.admission.plan(
-                route: exchange.route, method: exchange.clientHead.method, identity: admitted.identity, now: now,
+                route: exchange.route, method: exchange.method, identity: admitted.identity, now: now,
                 wallClock: Date().timeIntervalSince1970
             )
             if let shared = admitted.shared {

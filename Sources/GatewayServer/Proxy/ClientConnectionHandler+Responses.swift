@@ -29,7 +29,7 @@ extension ClientConnectionHandler {
         for (name, value) in exchange.corsHeaders where !headers.contains(name: name) {
             headers.add(name: name, value: value)
         }
-        let clientHead = HTTPResponseHead(version: exchange.clientHead.version, status: head.status, headers: headers)
+        let clientHead = HTTPResponseHead(version: exchange.version, status: head.status, headers: headers)
         context.write(wrapOutboundOut(.head(clientHead)), promise: nil)
         return isEventStream
     }
@@ -271,7 +271,7 @@ extension ClientConnectionHandler {
             environment.metrics.streamEnded(route: route, outcome: outcome.rawValue)
         }
         accessLog(
-            method: exchange.clientHead.method.rawValue, uri: exchange.clientHead.uri, runtime: exchange.runtime,
+            method: exchange.method.rawValue, uri: exchange.uri, runtime: exchange.runtime,
             route: route, status: code, durationNanoseconds: duration.nanoseconds, bytes: bytes,
             events: events, subject: exchange.identity?.subject, upstream: exchange.endpoint.logName,
             outcome: outcome, reason: nil

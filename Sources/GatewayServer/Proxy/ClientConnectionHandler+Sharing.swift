@@ -23,6 +23,9 @@ extension ClientConnectionHandler: SharedStreamSubscriber {
     func sharedHead(_ head: HTTPResponseHead, prelude: [ByteBuffer]) {
         guard let exchange, let context else { return }
         guard case .writeSharedHead(let closeConnection) = state.sharedHeadArrived() else { return }
+        // Joined for good: neither the shared request nor a private one is sent from here on.
+        exchange.shared = nil
+        exchange.upstreamHead = nil
         _ = writeResponseHead(head, closeConnection: closeConnection, exchange: exchange, context: context)
         run(state.sharedHeadWritten(now: now))
         // The upstream's last `retry:` and the replayed events, counted as events, flushed once with the head.

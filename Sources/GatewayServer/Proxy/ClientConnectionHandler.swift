@@ -156,6 +156,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
 
     func upstreamHead(_ head: HTTPResponseHead, framing: UpstreamResponseDecoder.BodyFraming) -> Bool {
         guard let exchange, let context else { return false }
+        exchange.upstreamHead = nil  // nothing resends it now
         guard case .writeResponseHead(let closeConnection) = state.upstreamResponseHead(isKeepAlive: head.isKeepAlive)
         else { preconditionFailure("a response head must be written") }
         let isEventStream = writeResponseHead(head, closeConnection: closeConnection, exchange: exchange, context: context)
@@ -332,8 +333,10 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
     }
 
     private func sendRequest(_ parts: [HTTPClientRequestPart]) {
-        guard let exchange, let upstream = exchange.upstream else { preconditionFailure("no upstream to send to") }
-        upstream.channel.write(HTTPClientRequestPart.head(exchange.upstreamHead), promise: nil)
+        guard let exchange, let upstream = exchange.upstream, let head = exchange.upstreamHead else {
+            preconditionFailure("no upstream or no request to send")
+        }
+        upstream.channel.write(HTTPClientRequestPart.head(head), promise: nil)
         for part in parts { upstream.channel.write(part, promise: nil) }
         upstream.channel.flush()
     }

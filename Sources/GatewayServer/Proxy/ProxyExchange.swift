@@ -10,9 +10,13 @@ import NIOHTTP1
 final class ProxyExchange {
     let runtime: GatewayRuntime
     let routed: RoutedRequest
-    let clientHead: HTTPRequestHead
-    /// The head sent upstream (rewritten target and headers).
-    let upstreamHead: HTTPRequestHead
+    /// The client's request line (its headers are not kept: a stream may be held for hours).
+    let method: HTTPMethod
+    let uri: String
+    let version: HTTPVersion
+    /// The head sent upstream (rewritten target and headers), kept until the upstream's response head arrives (a
+    /// stale pooled connection resends it).
+    var upstreamHead: HTTPRequestHead?
     let startedAt: NIODeadline
     let metrics: GatewayMetrics.RouteMetrics
 
@@ -46,7 +50,9 @@ final class ProxyExchange {
         self.runtime = runtime
         self.metrics = metrics
         self.routed = routed
-        self.clientHead = clientHead
+        self.method = clientHead.method
+        self.uri = clientHead.uri
+        self.version = clientHead.version
         self.upstreamHead = upstreamHead
         self.startedAt = startedAt
     }
