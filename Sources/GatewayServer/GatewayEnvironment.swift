@@ -4,14 +4,29 @@ import Metrics
 import NIOConcurrencyHelpers
 import Prometheus
 
-/// Process-wide services the handlers use: the logger, the metrics, the stream limits and the stream tickets.
-struct GatewayEnvironment: Sendable {
-    var logger: Logger
-    var metrics: GatewayMetrics
-    var admission: StreamAdmission
-    var tickets = StreamTickets()
+/// Process-wide services the handlers use: the logger, the metrics, the stream limits, the stream tickets and the
+/// shared streams. One instance, referenced by every connection's handler.
+final class GatewayEnvironment: Sendable {
+    let logger: Logger
+    let metrics: GatewayMetrics
+    let admission: StreamAdmission
+    let tickets: StreamTickets
     /// The shared upstream streams of routes with `share`, across configuration generations.
-    var sharedStreams = SharedStreams()
+    let sharedStreams: SharedStreams
+
+    init(
+        logger: Logger,
+        metrics: GatewayMetrics,
+        admission: StreamAdmission,
+        tickets: StreamTickets = StreamTickets(),
+        sharedStreams: SharedStreams = SharedStreams()
+    ) {
+        self.logger = logger
+        self.metrics = metrics
+        self.admission = admission
+        self.tickets = tickets
+        self.sharedStreams = sharedStreams
+    }
 }
 
 /// The gateway's metrics (swift-metrics handles backed by a Prometheus registry owned by the gateway, exported on

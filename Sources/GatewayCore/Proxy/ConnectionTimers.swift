@@ -41,46 +41,43 @@ public struct ConnectionTimers: Sendable, Equatable {
         }
     }
 
-    private var requestHead: NIODeadline?
-    private var responseHeader: NIODeadline?
-    private var heartbeat: NIODeadline?
-    private var upstreamIdle: NIODeadline?
-    private var tokenExpiry: NIODeadline?
-    private var maxDuration: NIODeadline?
-    private var slowClient: NIODeadline?
-    private var drainGrace: NIODeadline?
+    /// One deadline per kind, in uptime nanoseconds; 0 is none (no deadline is ever at uptime 0). Eight words, not
+    /// eight optionals of 16 bytes: every connection holds one.
+    private var deadlines: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
     /// One bit per kind whose deadline changed since the last `takeChanges`.
     public private(set) var changes: UInt8 = 0
 
     public init() {}
 
+    public static func == (lhs: Self, rhs: Self) -> Bool {
+        lhs.changes == rhs.changes && Kind.allCases.allSatisfy { lhs[$0] == rhs[$0] }
+    }
+
     public subscript(kind: Kind) -> NIODeadline? {
         get {
-            switch kind {
-            case .requestHead: requestHead
-            case .responseHeader: responseHeader
-            case .heartbeat: heartbeat
-            case .upstreamIdle: upstreamIdle
-            case .tokenExpiry: tokenExpiry
-            case .maxDuration: maxDuration
-            case .slowClient: slowClient
-            case .drainGrace: drainGrace
-            }
+            let raw = withUnsafeBytes(of: deadlines) { $0.load(fromByteOffset: kind.rawValue * 8, as: UInt64.self) }
+            return raw == 0 ? nil : .uptimeNanoseconds(raw)
         }
         set {
             guard self[kind] != newValue else { return }
-            switch kind {
-            case .requestHead: requestHead = newValue
-            case .responseHeader: responseHeader = newValue
-            case .heartbeat: heartbeat = newValue
-            case .upstreamIdle: upstreamIdle = newValue
-            case .tokenExpiry: tokenExpiry = newValue
-            case .maxDuration: maxDuration = newValue
-            case .slowClient: slowClient = newValue
-            case .drainGrace: drainGrace = newValue
+            let raw = newValue.map { max(1, $0.uptimeNanoseconds) } ?? 0
+            withUnsafeMutableBytes(of: &deadlines) {
+                $0.storeBytes(of: raw, toByteOffset: kind.rawValue * 8, as: UInt64.self)
             }
             changes |= kind.bit
         }
+    }
+
+    /// The earliest deadline of any kind: a connection keeps one scheduled callback, for this.
+    public var earliest: NIODeadline? {
+        var raw = UInt64.max
+        withUnsafeBytes(of: deadlines) { bytes in
+            for kind in Kind.allCases {
+                let deadline = bytes.load(fromByteOffset: kind.rawValue * 8, as: UInt64.self)
+                if deadline != 0, deadline < raw { raw = deadline }
+            }
+        }
+        return raw == .max ? nil : .uptimeNanoseconds(raw)
     }
 
     /// The kinds whose deadline changed since the last call (test with `Kind.bit`), and forgets them.

@@ -5,7 +5,7 @@ import NIOHTTP1
 
 /// A request head on its way through admission: what a key refresh resumes, and what the access-log line of a
 /// request the gateway answers itself names.
-struct PendingAdmission {
+final class PendingAdmission {
     let head: HTTPRequestHead
     let runtime: GatewayRuntime
     var routed: RequestAdmission.Routed?
@@ -14,6 +14,11 @@ struct PendingAdmission {
     /// A ticket mint waiting for its body, and the body once read (a key refresh mints again with it).
     var mint: RequestAdmission.MintRequest?
     var mintBody: ByteBuffer?
+
+    init(head: HTTPRequestHead, runtime: GatewayRuntime) {
+        self.head = head
+        self.runtime = runtime
+    }
 }
 
 extension ClientConnectionHandler {

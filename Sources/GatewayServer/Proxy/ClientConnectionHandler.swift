@@ -10,7 +10,7 @@ import NIOHTTP1
 /// client as it is (no copy), and flushed at the end of the read that produced it. Reads from one side go out only
 /// while the other side can take bytes (the state machine holds them; the GlueHandler pattern of swift-nio-examples).
 /// After every input, `settle()` schedules the timers whose deadlines changed and issues reads that may now go out.
-final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDelegate {
+final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDelegate, NIOScheduledCallbackHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
@@ -30,7 +30,9 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
     var exchange: ProxyExchange?
     /// The request being admitted: what a key refresh resumes, and what a local answer's access-log line names.
     var admission: PendingAdmission?
-    private var scheduled = [Scheduled<Void>?](repeating: nil, count: ConnectionTimers.Kind.allCases.count)
+    /// One scheduled callback per connection, at the earliest of its timers' deadlines (`settle`).
+    private var timer: NIOScheduledCallback?
+    private var timerDeadline: NIODeadline?
 
     init(
         runtimes: RuntimeHolder,
@@ -83,8 +85,9 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
     /// Lets go of the context (which holds this handler: kept, the two would outlive the connection, with its pipeline
     /// and everything the handler references) and of the timers, whose tasks would only find no context.
     func handlerRemoved(context: ChannelHandlerContext) {
-        for case let timer? in scheduled { timer.cancel() }
-        scheduled = scheduled.map { _ in nil }
+        timer?.cancel()
+        timer = nil
+        timerDeadline = nil
         self.context = nil
     }
 
@@ -272,27 +275,34 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
         settle()
     }
 
-    /// Schedules the timers whose deadlines changed, and issues held reads that may go out now.
+    /// Moves the connection's one scheduled callback to the earliest deadline if the timers changed, and issues held
+    /// reads that may go out now.
     func settle() {
         guard let context else { return }
-        let changes = state.timers.takeChanges()
-        if changes != 0 {
-            for kind in ConnectionTimers.Kind.allCases where changes & kind.bit != 0 {
-                scheduled[kind.rawValue]?.cancel()
-                scheduled[kind.rawValue] = state.timers[kind].map { deadline in
-                    context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
-                        self?.timerFired(kind)
-                    }
-                }
-            }
-        }
+        if state.timers.takeChanges() != 0 { armTimer(context: context) }
         if state.takeClientRead() { context.read() }
         if state.takeUpstreamRead() { exchange?.upstream?.handler.resumeReading() }
     }
 
-    private func timerFired(_ kind: ConnectionTimers.Kind) {
-        scheduled[kind.rawValue] = nil
-        run(state.timerFired(kind, now: now))
+    private func armTimer(context: ChannelHandlerContext) {
+        let earliest = state.timers.earliest
+        guard earliest != timerDeadline else { return }
+        timer?.cancel()
+        timerDeadline = earliest
+        // Scheduling fails only on a loop that is shutting down: the connection goes with it.
+        timer = earliest.flatMap { try? context.eventLoop.assumeIsolated().scheduleCallback(at: $0, handler: self) }
+    }
+
+    /// The earliest deadline passed: every timer due fires, in the order of their kinds; then the next one is armed.
+    func handleScheduledCallback(eventLoop: some EventLoop) {
+        timer = nil
+        timerDeadline = nil
+        let now = self.now
+        for kind in ConnectionTimers.Kind.allCases {
+            guard let deadline = state.timers[kind], deadline <= now else { continue }
+            run(state.timerFired(kind, now: now))
+        }
+        if let context { armTimer(context: context) }
     }
 
     private func dial(context: ChannelHandlerContext) {
