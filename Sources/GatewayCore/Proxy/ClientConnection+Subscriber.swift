@@ -20,6 +20,13 @@ extension ClientConnectionStateMachine {
     public var relayedEvents: Int { relay?.relayedEvents ?? subscription.events }
     public var relayedBodyBytes: Int { relay?.relayedBodyBytes ?? subscription.bytes }
 
+    /// The connection holds a long-lived event stream and expects no request bytes until it ends (the request
+    /// ended, none is queued): the HTTP request decoder can be taken out of the pipeline meanwhile.
+    public var isStreamingWithoutRequest: Bool {
+        let streaming = phase == .subscribed || (phase == .relaying && relay?.isEventStream == true)
+        return streaming && requestEnded && pipelined.isEmpty
+    }
+
     mutating func join(_ plan: ExchangePlan, bufferLimit: Int, now: NIODeadline) -> Action {
         self.plan = plan
         phase = .joining

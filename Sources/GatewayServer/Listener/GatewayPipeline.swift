@@ -70,18 +70,18 @@ struct GatewayPipeline: Sendable {
         // during a response (the pipelining handler stops and restarts reads around every response, two
         // epoll_ctl calls per stream, ~6% of the CPU per new connection).
         let encoder = HTTP1ResponseEncoder()
-        try sync.addHandlers([
-            encoder,
+        let makeDecoder = {
             ByteToMessageHandler(
                 HTTPRequestDecoder(
                     leftOverBytesStrategy: .dropBytes,
                     informationalResponseStrategy: .drop,
                     limitConfiguration: decoderLimits
                 )
-            ),
-            NIOHTTPResponseHeadersValidator(),
-            makeClientHandler(on: channel, clientScheme: clientScheme, isHTTP2: false, responseEncoder: encoder),
-        ])
+            )
+        }
+        let handler = makeClientHandler(on: channel, clientScheme: clientScheme, isHTTP2: false, responseEncoder: encoder)
+        handler.makeRequestDecoder = makeDecoder
+        try sync.addHandlers([encoder, makeDecoder(), NIOHTTPResponseHeadersValidator(), handler])
     }
 
     private func configureHTTP2(_ channel: any Channel) throws {

@@ -211,9 +211,12 @@ extension ClientConnectionHandler {
             } else {
                 closeAfterWrites(context: context)
             }
-        case .awaitRequestEnd, .streamDone, .keepAlive(replayPipelined: false):
+        case .awaitRequestEnd, .streamDone:
             break
+        case .keepAlive(replayPipelined: false):
+            unparkRequestDecoder(context: context)
         case .keepAlive(replayPipelined: true):
+            unparkRequestDecoder(context: context)
             context.eventLoop.assumeIsolated().execute { [weak self] in self?.replayPipelined() }
         }
     }

@@ -28,6 +28,7 @@ extension ClientConnectionHandler: SharedStreamSubscriber {
         exchange.upstreamHead = nil
         _ = writeResponseHead(head, closeConnection: closeConnection, exchange: exchange, context: context)
         run(state.sharedHeadWritten(now: now))
+        parkRequestDecoderIfStreaming(context: context)
         // The upstream's last `retry:` and the replayed events, counted as events, flushed once with the head.
         let now = self.now
         for bytes in prelude {

@@ -23,6 +23,10 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
     let clientScheme: String
     /// The HTTP/1 connection's encoder, told each request's method (it must not send a body answering HEAD).
     let responseEncoder: HTTP1ResponseEncoder?
+    /// Makes the HTTP/1 request decoder (with the listener's limits): given, the decoder is parked while an event
+    /// stream is held (`ClientConnectionHandler+Parking`).
+    var makeRequestDecoder: (() -> RequestDecoder)?
+    var parkedDecoder: ParkedDecoder?
 
     var state: ClientConnectionStateMachine
     var context: ChannelHandlerContext?
@@ -166,6 +170,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
         // An upstream's chunks can go to a client whose response is chunked too (HTTP/1.1) as they came.
         let passesChunkedWire = framing == .chunked && responseEncoder?.isWritingChunkedBody == true
         run(state.responseHeadWritten(isEventStream: isEventStream, passesChunkedWire: passesChunkedWire, now: now))
+        parkRequestDecoderIfStreaming(context: context)
         return passesChunkedWire
     }
 
