@@ -173,6 +173,7 @@ final class AuthIntegrationTests: XCTestCase {
         let ed = try EdDSA.PrivateKey(curve: .ed25519)
         let edPEM = try Curve25519.Signing.PublicKey(rawRepresentation: ed.publicKey.rawRepresentation).pemRepresentation
         let files = try [rsa.publicKey.pemRepresentation, p256.publicKey.pemRepresentation, edPEM].map(Mint.pemFile)
+        defer { for file in files { try? FileManager.default.removeItem(atPath: file) } }
         try await withUpstream(group: group, handler: Self.secretStream) { upstream in
             try await withAuthGateway(upstream, policy: policy([.rs256, .ps256, .es256, .eddsa], publicKeys: files)) { gateway in
                 let tokens = [

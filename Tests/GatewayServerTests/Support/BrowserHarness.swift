@@ -179,6 +179,8 @@ final class Chromium: Sendable {
         process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
+        // Chromium keeps its singleton socket in TMPDIR; under the removed directory it goes even after a SIGKILL.
+        process.environment = ProcessInfo.processInfo.environment.merging(["TMPDIR": base.path]) { $1 }
         let log = try FileHandle(forWritingTo: logFile)
         process.standardOutput = log
         process.standardError = log
