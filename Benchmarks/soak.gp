@@ -29,7 +29,7 @@ set yrange [0:*]
 plot csvfile using ($1 / 60):($3 / 1024) every ::1 with linespoints pt 7 ps 0.4 lw 2 lc rgb "#2060c0" title "gateway RSS (MiB)"
 
 unset label 1
-set key at graph 0.98, graph 0.7 right opaque
+set key at graph 0.98, graph 0.6 right opaque
 set ylabel "count"
 set yrange [0:*]
 plot csvfile using ($1 / 60):4 every ::1 with linespoints pt 7 ps 0.4 lw 2 lc rgb "#208040" title "gateway open fds", \

@@ -257,6 +257,11 @@ NEXT_RESTART=$(( START + RESTART_EVERY ))
 HUPS=0
 GRACE=10s
 while kill -0 "$CLIENT_PID" 2>/dev/null; do
+  if ! kill -0 "$GATEWAY_PID" 2>/dev/null; then
+    rc=0; wait "$GATEWAY_PID" || rc=$?
+    echo "soak: FAIL: the gateway exited (status $rc) after $(( $(date +%s) - START )) s; see $WORK/gateway.log"
+    exit 1
+  fi
   now=$(date +%s)
   if (( now >= NEXT_RESTART )); then
     NEXT_RESTART=$(( NEXT_RESTART + RESTART_EVERY ))
