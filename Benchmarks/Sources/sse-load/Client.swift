@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -13,11 +14,12 @@ struct ClientTally: Sendable {
     var closedEarly: UInt64 = 0
     var events: UInt64 = 0
     var steadyEvents: UInt64 = 0
-    var gaps: UInt64 = 0
-    var reorders: UInt64 = 0
-    var duplicates: UInt64 = 0
     var badPayloads: UInt64 = 0
     var succeeded: UInt64 = 0
+    /// Held streams: later connections that got a 200 (each one a reconnect).
+    var reconnected: UInt64 = 0
+    /// Held streams: later attempts that failed (refused, non-200, closed before the head).
+    var failedRetries: UInt64 = 0
     var latency = Histogram()
     var rampLatency = Histogram()
     var firstEvent = Histogram()
@@ -33,11 +35,10 @@ struct ClientTally: Sendable {
         closedEarly += other.closedEarly
         events += other.events
         steadyEvents += other.steadyEvents
-        gaps += other.gaps
-        reorders += other.reorders
-        duplicates += other.duplicates
         badPayloads += other.badPayloads
         succeeded += other.succeeded
+        reconnected += other.reconnected
+        failedRetries += other.failedRetries
         latency.merge(other.latency)
         rampLatency.merge(other.rampLatency)
         firstEvent.merge(other.firstEvent)
@@ -52,6 +53,10 @@ final class LoopTally: @unchecked Sendable {
     var steady = false
     /// Measurement over: closes are ours, not the server's.
     var stopping = false
+    /// The held streams of this loop (churn's one-event connections are not kept).
+    var streams: [HeldStream] = []
+    /// Held streams' connections that ended after streaming, by wall-clock second (epoch).
+    var disconnectsBySecond: [UInt64: UInt64] = [:]
 
     init(eventLoop: any EventLoop) { self.eventLoop = eventLoop }
 }
@@ -100,12 +105,14 @@ struct RequestPlan: Sendable {
         credentials.isEmpty ? nil : count % credentials.count
     }
 
-    func head(credential: Int? = nil) -> HTTPRequestHead {
+    /// The request of one connection; `lastEventID` (a reconnect's) is sent as `Last-Event-ID`.
+    func head(credential: Int? = nil, lastEventID: String? = nil) -> HTTPRequestHead {
         var headers = HTTPHeaders()
         headers.add(name: "host", value: target.authority)
         headers.add(name: "accept", value: "text/event-stream")
         headers.add(name: "cache-control", value: "no-cache")
         for (name, value) in self.headers { headers.add(name: name, value: value) }
+        if let lastEventID { headers.add(name: "last-event-id", value: lastEventID) }
         var uri = target.requestTarget
         if let credential {
             let chosen = credentials[credential]
@@ -123,6 +130,77 @@ func appendingQuery(to target: String, name: String, value: String) -> String {
     return target + separator + name + "=" + value
 }
 
+/// One logical stream: what outlives its connections (the sequence ledger, the parser with its last event id and
+/// `retry:` hint, the failure count for backoff). Confined to its event loop, hence unchecked Sendable.
+final class HeldStream: @unchecked Sendable {
+    let credential: Int?
+    var parser = SSEParser()
+    var ledger = StreamLedger()
+    /// Attempts made so far (the first one included).
+    var attempts = 0
+    /// Consecutive failed attempts (refused, non-200, closed before the head); 0 once a connection streams.
+    var failures = 0
+    var everConnected = false
+    /// A connection of this stream has a 200 head and is still open.
+    var streaming = false
+    /// Reached a first verdict (streaming or failed), counted once in `Progress.settled`.
+    var settled = false
+    /// Wall-clock nanoseconds of the last event.
+    var lastEventNanos: UInt64 = 0
+
+    init(credential: Int?) { self.credential = credential }
+}
+
+/// Opens connections for streams; with `reconnect`, a stream that ends or fails is opened again with `Last-Event-ID`.
+struct StreamConnector: Sendable {
+    let plan: RequestPlan
+    let progress: Progress
+    let reconnect: ReconnectPolicy?
+
+    /// Starts one connection of `stream` on `loop`. On `loop`'s event loop or off it.
+    func connect(_ stream: HeldStream, on loop: LoopTally, mode: StreamClientHandler.Mode) {
+        let start = wallNanos()
+        let connector = self
+        stream.attempts += 1  // churn: before the bootstrap hands the stream to its loop; held streams: on the loop
+        ClientBootstrap(group: loop.eventLoop)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(10))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(
+                        StreamClientHandler(loop: loop, connector: connector, stream: stream, mode: mode,
+                                            startNanos: start))
+                }
+            }
+            .connect(host: plan.target.host, port: plan.target.port)
+            .whenFailure { _ in
+                if loop.stopping { return }
+                if stream.attempts > 1 { loop.tally.failedRetries += 1 } else { loop.tally.connectErrors += 1 }
+                connector.settle(stream)
+                connector.reconnectLater(stream, on: loop, afterFailure: true)
+            }
+    }
+
+    func settle(_ stream: HeldStream) {
+        guard !stream.settled else { return }
+        stream.settled = true
+        progress.settled.add(1, ordering: .relaxed)
+    }
+
+    /// With a reconnect policy, schedules the next attempt of `stream` (on its loop).
+    func reconnectLater(_ stream: HeldStream, on loop: LoopTally, afterFailure: Bool) {
+        guard let reconnect, !loop.stopping else { return }
+        stream.failures = afterFailure ? stream.failures + 1 : 0
+        let seconds = reconnect.delay(failures: stream.failures, retryMillis: stream.parser.retryMillis,
+                                      jitter: Double.random(in: 0.5..<1.5))
+        let connector = self
+        loop.eventLoop.scheduleTask(in: .nanoseconds(Int64(seconds * 1e9))) {
+            if !loop.stopping { connector.connect(stream, on: loop, mode: .hold) }
+        }
+    }
+}
+
 /// One SSE client connection. `.hold` keeps the stream and checks every event; `.firstEvent` (churn) closes after
 /// the first event or after a timeout.
 final class StreamClientHandler: ChannelInboundHandler, RemovableChannelHandler {
@@ -132,30 +210,32 @@ final class StreamClientHandler: ChannelInboundHandler, RemovableChannelHandler 
     enum Mode { case hold, firstEvent }
 
     private let loop: LoopTally
-    private let progress: Progress
-    private let plan: RequestPlan
-    private let credential: Int?
+    private let connector: StreamConnector
+    private let stream: HeldStream
     private let mode: Mode
     private let startNanos: UInt64
-    private var parser = SSEParser()
+    /// This connection has a 200 head.
     private var streaming = false
-    private var settled = false
     private var done = false
-    private var lastSequence: UInt64 = 0
     private var seenFirst = false
     private var timeout: Scheduled<Void>?
 
-    init(loop: LoopTally, progress: Progress, plan: RequestPlan, credential: Int?, mode: Mode, startNanos: UInt64) {
+    init(loop: LoopTally, connector: StreamConnector, stream: HeldStream, mode: Mode, startNanos: UInt64) {
         self.loop = loop
-        self.progress = progress
-        self.plan = plan
-        self.credential = credential
+        self.connector = connector
+        self.stream = stream
         self.mode = mode
         self.startNanos = startNanos
     }
 
+    /// A retry of a stream: its errors are counted as failed retries, not as a failed stream.
+    private var isRetry: Bool { stream.attempts > 1 }
+
     func channelActive(context: ChannelHandlerContext) {
-        context.write(wrapOutboundOut(.head(plan.head(credential: credential))), promise: nil)
+        let lastEventID = stream.parser.lastEventID.isEmpty ? nil : String(decoding: stream.parser.lastEventID,
+                                                                          as: UTF8.self)
+        context.write(wrapOutboundOut(.head(connector.plan.head(credential: stream.credential,
+                                                                lastEventID: lastEventID))), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         if mode == .firstEvent {
             let channel = context.channel
@@ -167,31 +247,33 @@ final class StreamClientHandler: ChannelInboundHandler, RemovableChannelHandler 
         context.fireChannelActive()
     }
 
-    private func settle() {
-        guard !settled else { return }
-        settled = true
-        progress.settled.add(1, ordering: .relaxed)
-    }
-
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let head):
             if head.status == .ok {
                 streaming = true
-                loop.tally.connected += 1
-                if mode == .hold { settle() }
+                stream.streaming = true
+                stream.failures = 0
+                stream.parser.startConnection()
+                if stream.everConnected {
+                    loop.tally.reconnected += 1
+                } else {
+                    stream.everConnected = true
+                    loop.tally.connected += 1
+                }
+                if mode == .hold { connector.settle(stream) }
             } else {
-                loop.tally.httpErrors += 1
+                if isRetry { loop.tally.failedRetries += 1 } else { loop.tally.httpErrors += 1 }
                 done = true
-                settle()
+                connector.settle(stream)
                 context.close(promise: nil)
             }
         case .body(let buffer):
             guard streaming, !done else { return }
-            parser.feed(buffer.readableBytesView) { data in self.onEvent(data, context: context) }
+            stream.parser.feed(buffer.readableBytesView) { data in self.onEvent(data, context: context) }
         case .end:
             if streaming && !done && !loop.stopping {
-                loop.tally.closedEarly += 1
+                if connector.reconnect == nil { loop.tally.closedEarly += 1 }
                 done = true
             }
             context.close(promise: nil)
@@ -206,21 +288,14 @@ final class StreamClientHandler: ChannelInboundHandler, RemovableChannelHandler 
             return
         }
         let latencyMicros = now > payload.sendNanos ? (now - payload.sendNanos) / 1000 : 0
-        let first = !seenFirst
-        if first {
+        if !seenFirst {
             seenFirst = true
-            loop.tally.firstEvent.record(now > startNanos ? (now - startNanos) / 1000 : 0)
+            if stream.attempts == 1 {  // time to first event of a stream, not of its reconnects
+                loop.tally.firstEvent.record(now > startNanos ? (now - startNanos) / 1000 : 0)
+            }
         }
-        if first || payload.sequence == lastSequence + 1 {
-            // in order (the first event may be any number: a proxy could resume mid-stream)
-        } else if payload.sequence > lastSequence + 1 {
-            loop.tally.gaps += payload.sequence - lastSequence - 1
-        } else if payload.sequence == lastSequence {
-            loop.tally.duplicates += 1
-        } else {
-            loop.tally.reorders += 1
-        }
-        lastSequence = Swift.max(lastSequence, payload.sequence)
+        stream.ledger.record(sequence: payload.sequence)
+        stream.lastEventNanos = now
         loop.tally.events += 1
         if loop.steady {
             loop.tally.steadyEvents += 1
@@ -231,7 +306,7 @@ final class StreamClientHandler: ChannelInboundHandler, RemovableChannelHandler 
         if mode == .firstEvent {
             loop.tally.succeeded += 1
             done = true
-            settle()
+            connector.settle(stream)
             context.close(promise: nil)
         }
     }
@@ -240,13 +315,27 @@ final class StreamClientHandler: ChannelInboundHandler, RemovableChannelHandler 
         timeout?.cancel()
         if !done && !loop.stopping {
             if streaming {
-                if mode == .firstEvent { loop.tally.timeouts += 1 } else { loop.tally.closedEarly += 1 }
+                if mode == .firstEvent {
+                    loop.tally.timeouts += 1
+                } else if connector.reconnect == nil {
+                    loop.tally.closedEarly += 1
+                }
+            } else if isRetry {
+                loop.tally.failedRetries += 1
             } else {
                 loop.tally.otherErrors += 1
             }
             done = true
         }
-        settle()
+        connector.settle(stream)
+        if streaming {
+            stream.streaming = false
+            if !loop.stopping && mode == .hold {
+                stream.ledger.connectionEnded()
+                loop.disconnectsBySecond[wallNanos() / 1_000_000_000, default: 0] += 1
+            }
+        }
+        if mode == .hold { connector.reconnectLater(stream, on: loop, afterFailure: !streaming) }
         context.fireChannelInactive()
     }
 
@@ -263,38 +352,31 @@ final class LoadRun {
     private var nextLoop = 0
     private var launches = 0
     let plan: RequestPlan
+    let connector: StreamConnector
 
-    init(plan: RequestPlan) {
+    init(plan: RequestPlan, reconnect: ReconnectPolicy? = nil) {
         self.plan = plan
         group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         loops = group.makeIterator().map { LoopTally(eventLoop: $0) }
+        connector = StreamConnector(plan: plan, progress: progress, reconnect: reconnect)
     }
 
-    /// Starts one connection on the next loop (round robin); failures to connect are counted on that loop.
+    /// Starts one stream on the next loop (round robin); failures to connect are counted on that loop. Held streams
+    /// are remembered by their loop for the per-stream summary.
     func launch(mode: StreamClientHandler.Mode) {
         let loop = loops[nextLoop]
         nextLoop = (nextLoop + 1) % loops.count
-        let credential = plan.credentialIndex(forConnection: launches)
+        let stream = HeldStream(credential: plan.credentialIndex(forConnection: launches))
         launches += 1
-        let plan = self.plan
-        let progress = self.progress
-        let start = wallNanos()
-        ClientBootstrap(group: loop.eventLoop)
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .connectTimeout(.seconds(10))
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(
-                        StreamClientHandler(loop: loop, progress: progress, plan: plan, credential: credential,
-                                            mode: mode, startNanos: start))
-                }
+        if mode == .hold {
+            let connector = self.connector
+            loop.eventLoop.execute {
+                loop.streams.append(stream)
+                connector.connect(stream, on: loop, mode: mode)
             }
-            .connect(host: plan.target.host, port: plan.target.port)
-            .whenFailure { _ in
-                if !loop.stopping { loop.tally.connectErrors += 1 }
-                progress.settled.add(1, ordering: .relaxed)
-            }
+        } else {
+            connector.connect(stream, on: loop, mode: mode)
+        }
     }
 
     /// Runs `body` on every loop and waits.
@@ -302,19 +384,37 @@ final class LoadRun {
         for loop in loops { try? loop.eventLoop.submit { body(loop) }.wait() }
     }
 
-    /// Stops counting, gathers all tallies and closes every connection.
-    func finish() -> ClientTally {
-        var total = ClientTally()
+    /// The held streams' summary now (each loop computes its own on its thread).
+    func streamSummary(staleAfterSeconds: Double) -> StreamSummary {
+        var total = StreamSummary()
+        let now = wallNanos()
         for loop in loops {
-            if let tally = try? loop.eventLoop.submit({ () -> ClientTally in
+            if let part = try? loop.eventLoop.submit({
+                StreamSummary(loop: loop, nowNanos: now, staleAfterNanos: UInt64(staleAfterSeconds * 1e9))
+            }).wait() {
+                total.merge(part)
+            }
+        }
+        return total
+    }
+
+    /// Stops counting, gathers all tallies (and, for held streams, their summary) and closes every connection.
+    func finish(staleAfterSeconds: Double = 30) -> (ClientTally, StreamSummary) {
+        var total = ClientTally()
+        var summary = StreamSummary()
+        let now = wallNanos()
+        for loop in loops {
+            if let (tally, part) = try? loop.eventLoop.submit({ () -> (ClientTally, StreamSummary) in
                 loop.stopping = true
-                return loop.tally
+                return (loop.tally, StreamSummary(loop: loop, nowNanos: now,
+                                                  staleAfterNanos: UInt64(staleAfterSeconds * 1e9)))
             }).wait() {
                 total.merge(tally)
+                summary.merge(part)
             }
         }
         try? group.syncShutdownGracefully()
-        return total
+        return (total, summary)
     }
 }
 
@@ -322,11 +422,15 @@ final class LoadRun {
 ///
 /// With `watchPIDs`, the processes' CPU time is read when the steady phase starts and when it ends (before any
 /// connection closes), so the report can give the proxy's CPU per event without connection set-up and teardown.
+/// With `reconnect`, a stream whose connection ends or fails is opened again (`Last-Event-ID` set to the last id
+/// seen), and the report says per group of streams what was lost across reconnects. With `progressEvery`, one line
+/// of counts goes to standard error that often.
 func runClient(
-    plan: RequestPlan, streams: Int, duration: Double, rampPerSecond: Double, watchPIDs: [Int32] = []
+    plan: RequestPlan, streams: Int, duration: Double, rampPerSecond: Double, watchPIDs: [Int32] = [],
+    reconnect: ReconnectPolicy? = nil, progressEvery: Double? = nil, staleAfter: Double = 30
 ) -> ClientReport {
     let limit = raiseOpenFileLimit()
-    let run = LoadRun(plan: plan)
+    let run = LoadRun(plan: plan, reconnect: reconnect)
     let start = monotonicSeconds()
     let end = start + duration
     var launched = 0
@@ -345,20 +449,47 @@ func runClient(
     let cpuAtSteadyStart = watchPIDs.isEmpty ? nil : cpuTicks(of: watchPIDs)
     run.onEveryLoop { $0.steady = true }
     let steadyStart = monotonicSeconds()
-    sleepSeconds(end - monotonicSeconds())
+    if let progressEvery {
+        var next = steadyStart
+        while monotonicSeconds() < end {
+            let summary = run.streamSummary(staleAfterSeconds: staleAfter)
+            printProgress(summary, elapsed: monotonicSeconds() - start)
+            next += progressEvery
+            sleepSeconds(min(next, end) - monotonicSeconds())
+        }
+    } else {
+        sleepSeconds(end - monotonicSeconds())
+    }
     run.onEveryLoop { $0.steady = false }
     let steadyEnd = monotonicSeconds()
     let cpuAtSteadyEnd = watchPIDs.isEmpty ? nil : cpuTicks(of: watchPIDs)
-    let tally = run.finish()
+    let (tally, summary) = run.finish(staleAfterSeconds: staleAfter)
     var report = ClientReport(
         mode: "client", target: plan.target.authority + plan.target.requestTarget, nofileLimit: limit,
         streamsRequested: streams, streamsLaunched: launched, tally: tally,
         durationSeconds: steadyEnd - start, steadySeconds: steadyEnd - steadyStart
     )
+    report.sequenceGaps = summary.gaps
+    report.reorders = summary.reorders
+    report.duplicates = summary.duplicates
+    if reconnect != nil {
+        report.streamsHeld = summary.streamingNow
+        report.reconnect = ReconnectReport(summary: summary, tally: tally)
+    }
     if let cpuAtSteadyStart, let cpuAtSteadyEnd {
         report.steadyProxyCPUSeconds = Double(cpuAtSteadyEnd - cpuAtSteadyStart) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
     return report
+}
+
+/// One line of counts on standard error (the soak keeps them in its log).
+private func printProgress(_ summary: StreamSummary, elapsed: Double) {
+    let line = String(format: "t=%.0fs", elapsed)
+        + " streaming=\(summary.streamingNow)/\(summary.streams) events=\(summary.hit.events + summary.notHit.events)"
+        + " disconnects=\(summary.disconnects) resumes=\(summary.resumes) gaps=\(summary.gaps)"
+        + " dups=\(summary.duplicates) reorders=\(summary.reorders) rewinds=\(summary.rewinds)"
+        + " stale=\(summary.stale) comments=\(summary.comments)\n"
+    FileHandle.standardError.write(Data(line.utf8))
 }
 
 /// `sse-load churn`: a new connection per stream at `rate`, each reads one event and closes.
@@ -387,7 +518,7 @@ func runChurn(plan: RequestPlan, rate: Double, duration: Double, maxInFlight: In
     while run.progress.settled.load(ordering: .relaxed) < launched && monotonicSeconds() < launchEnd + 11 {
         sleepSeconds(0.01)
     }
-    let tally = run.finish()
+    let (tally, _) = run.finish()
     var report = ClientReport(
         mode: "churn", target: plan.target.authority + plan.target.requestTarget, nofileLimit: limit,
         streamsRequested: Int(rate * duration), streamsLaunched: launched, tally: tally,

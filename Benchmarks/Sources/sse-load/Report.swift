@@ -31,6 +31,8 @@ struct ClientReport: Encodable {
     var steadySeconds: Double
     /// CPU time of the watched proxy processes during the steady phase (`--watch-pid`), seconds.
     var steadyProxyCPUSeconds: Double?
+    /// With `--reconnect`: what the held streams lost across reconnects.
+    var reconnect: ReconnectReport?
     /// Send-to-receive latency, µs, steady phase (ramp phase if the run never became steady).
     var latencyMicros: Percentiles
     /// Latency during the ramp, µs.
@@ -56,9 +58,10 @@ struct ClientReport: Encodable {
         events = tally.events
         steadyEvents = tally.steadyEvents
         eventsPerSecond = steadySeconds > 0 ? Double(tally.steadyEvents) / steadySeconds : 0
-        sequenceGaps = tally.gaps
-        reorders = tally.reorders
-        duplicates = tally.duplicates
+        // Held streams' sequence checks live in their ledgers; the caller sets these from the summary.
+        sequenceGaps = 0
+        reorders = 0
+        duplicates = 0
         badPayloads = tally.badPayloads
         succeeded = tally.succeeded
         self.durationSeconds = durationSeconds
@@ -111,8 +114,63 @@ struct ClientReport: Encodable {
         }
         lines += percentiles("latency", latencyMicros)
         lines += percentiles("time to first event", timeToFirstEventMicros)
+        if let r = reconnect {
+            lines.append(row("streams hit / not hit", "\(r.streamsHit) / \(r.streamsNotHit)  (never connected "
+                             + "\(r.streamsNeverConnected), stale at end \(r.streamsStale))"))
+            lines.append(row("disconnects / resumes", "\(r.disconnects) / \(r.resumes)  (max per stream "
+                             + "\(r.maxDisconnectsPerStream), reconnected \(r.reconnected), failed retries "
+                             + "\(r.failedRetries))"))
+            lines.append(row("not hit: events/gaps/dup/reord", "\(r.notHit.events) / \(r.notHit.gaps) / "
+                             + "\(r.notHit.duplicates) / \(r.notHit.reorders)"))
+            lines.append(row("hit: events/gaps/dup/reord", "\(r.hit.events) / \(r.hit.gaps) / \(r.hit.duplicates)"
+                             + " / \(r.hit.reorders)  (gaps at a resume \(r.resumeGaps), rewinds \(r.rewinds))"))
+            lines.append(row("comments (heartbeats)", "\(r.comments)"))
+        }
         lines.append(row("seq gaps / reorders / dups", "\(sequenceGaps) / \(reorders) / \(duplicates)"
                          + (badPayloads > 0 ? "  (unparseable events \(badPayloads))" : "")))
         return lines.joined(separator: "\n")
+    }
+}
+
+/// The reconnect-mode part of a client report.
+struct ReconnectReport: Encodable {
+    var streamsHit: UInt64
+    var streamsNotHit: UInt64
+    var streamsNeverConnected: UInt64
+    var streamsStreamingAtEnd: UInt64
+    /// Streaming at the end but without an event for longer than `--stale-after`.
+    var streamsStale: UInt64
+    var hit: StreamSummary.Group
+    var notHit: StreamSummary.Group
+    var disconnects: UInt64
+    var maxDisconnectsPerStream: UInt64
+    var resumes: UInt64
+    var resumeGaps: UInt64
+    var rewinds: UInt64
+    /// Later connections that got a 200.
+    var reconnected: UInt64
+    /// Later attempts that failed (refused, non-200, closed before the head) and were retried.
+    var failedRetries: UInt64
+    var comments: UInt64
+    /// Disconnects by wall-clock second (epoch seconds).
+    var disconnectsBySecond: [String: UInt64]
+
+    init(summary: StreamSummary, tally: ClientTally) {
+        streamsHit = summary.hit.streams
+        streamsNotHit = summary.notHit.streams
+        streamsNeverConnected = summary.neverConnected
+        streamsStreamingAtEnd = summary.streamingNow
+        streamsStale = summary.stale
+        hit = summary.hit
+        notHit = summary.notHit
+        disconnects = summary.disconnects
+        maxDisconnectsPerStream = summary.maxDisconnectsPerStream
+        resumes = summary.resumes
+        resumeGaps = summary.resumeGaps
+        rewinds = summary.rewinds
+        reconnected = tally.reconnected
+        failedRetries = tally.failedRetries
+        comments = summary.comments
+        disconnectsBySecond = summary.disconnectsBySecond
     }
 }

@@ -43,13 +43,31 @@ extension SSELoad {
         @Option(name: .customLong("watch-pid"),
                 help: "A proxy process whose CPU time to read at the start and end of the steady phase (repeatable).")
         var watchPIDs: [Int32] = []
+        @Flag(help: "Reopen a stream that ends or fails, with Last-Event-ID, and judge gaps across reconnects.")
+        var reconnect = false
+        @Option(name: .customLong("reconnect-delay"),
+                help: "With --reconnect: delay before reopening when the server sent no retry: (x0.5-1.5 jitter).")
+        var reconnectDelay = "1s"
+        @Option(name: .customLong("reconnect-max-delay"),
+                help: "With --reconnect: cap of the doubling delay after failed attempts.")
+        var reconnectMaxDelay = "5s"
+        @Option(name: .customLong("stale-after"),
+                help: "A streaming stream without an event for this long counts as stale in the report.")
+        var staleAfter = "30s"
+        @Option(help: "Print a line of counts to standard error this often (e.g. 10s).") var progress: String?
         @Flag(help: "Print one JSON object instead of a table.") var json = false
 
         func run() throws {
             guard streams > 0 else { throw ValidationError("streams must be positive") }
             let plan = RequestPlan(target: try TargetURL(target), headers: try parseHeaders(headers))
+            let policy = reconnect
+                ? ReconnectPolicy(baseSeconds: try parseDuration(reconnectDelay),
+                                  maxSeconds: try parseDuration(reconnectMaxDelay))
+                : nil
             let report = runClient(plan: plan, streams: streams, duration: try parseDuration(duration),
-                                   rampPerSecond: try parseRate(ramp), watchPIDs: watchPIDs)
+                                   rampPerSecond: try parseRate(ramp), watchPIDs: watchPIDs, reconnect: policy,
+                                   progressEvery: try progress.map(parseDuration),
+                                   staleAfter: try parseDuration(staleAfter))
             print(json ? report.json() : report.table())
         }
     }

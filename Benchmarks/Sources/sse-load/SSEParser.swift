@@ -1,17 +1,37 @@
 /// An incremental `text/event-stream` parser (WHATWG rules, the parts a load client needs): lines end in LF, CRLF or
-/// CR, chunks may split anywhere (even between CR and LF), `data` lines accumulate, `id` is kept, comments and other
-/// fields are ignored, a blank line dispatches. Buffers are reused, so steady-state parsing does not allocate.
+/// CR, chunks may split anywhere (even between CR and LF), `data` lines accumulate, comments are counted (a gateway's
+/// heartbeats are comments), `id` and `retry` are kept, other fields are ignored, a blank line dispatches. Buffers are
+/// reused, so steady-state parsing does not allocate.
 struct SSEParser {
     private var line: [UInt8] = []
     private var data: [UInt8] = []
     private var hasData = false
     private var lastWasCR = false
-    /// The last `id` field value, as bytes.
+    /// The `id` field seen last; it becomes `lastEventID` only when its event is dispatched (WHATWG: an event cut off
+    /// by a disconnect must not move the id a reconnect resumes from).
+    private var idBuffer: [UInt8] = []
+    /// The last event ID string: the id in force at the last dispatch (a blank line), as bytes. Kept across
+    /// `startConnection()`, as `EventSource` keeps it to send as `Last-Event-ID`.
     private(set) var lastEventID: [UInt8] = []
+    /// The last valid `retry:` value in milliseconds (digits only, as WHATWG requires), nil until one arrives.
+    private(set) var retryMillis: UInt64?
+    /// Comment lines seen (`:` first), heartbeats included.
+    private(set) var comments: UInt64 = 0
 
     init() {
         line.reserveCapacity(512)
         data.reserveCapacity(512)
+    }
+
+    /// Forgets a partial line and event, for the first bytes of a new connection; keeps `lastEventID`, `retryMillis`
+    /// and the comment count.
+    mutating func startConnection() {
+        line.removeAll(keepingCapacity: true)
+        data.removeAll(keepingCapacity: true)
+        hasData = false
+        lastWasCR = false
+        idBuffer.removeAll(keepingCapacity: true)
+        idBuffer.append(contentsOf: lastEventID)
     }
 
     /// Feeds bytes; calls `onEvent` with each complete event's data (lines joined by LF).
@@ -37,6 +57,10 @@ struct SSEParser {
     private mutating func endLine(onEvent: (ArraySlice<UInt8>) -> Void) {
         defer { line.removeAll(keepingCapacity: true) }
         if line.isEmpty {
+            if lastEventID != idBuffer {  // copied element-wise: neither array shares storage, so neither reallocates
+                lastEventID.removeAll(keepingCapacity: true)
+                lastEventID.append(contentsOf: idBuffer)
+            }
             if hasData {
                 onEvent(data[...])
             }
@@ -44,7 +68,10 @@ struct SSEParser {
             hasData = false
             return
         }
-        if line[0] == UInt8(ascii: ":") { return }
+        if line[0] == UInt8(ascii: ":") {
+            comments &+= 1
+            return
+        }
         let colon = line.firstIndex(of: UInt8(ascii: ":")) ?? line.endIndex
         var valueStart = colon == line.endIndex ? colon : colon + 1
         if valueStart < line.endIndex && line[valueStart] == UInt8(ascii: " ") { valueStart += 1 }
@@ -54,8 +81,15 @@ struct SSEParser {
             data.append(contentsOf: line[valueStart...])
             hasData = true
         } else if name.elementsEqual("id".utf8) {
-            lastEventID.removeAll(keepingCapacity: true)
-            lastEventID.append(contentsOf: line[valueStart...])
+            guard !line[valueStart...].contains(0) else { return }  // WHATWG: an id with NUL is ignored
+            idBuffer.removeAll(keepingCapacity: true)
+            idBuffer.append(contentsOf: line[valueStart...])
+        } else if name.elementsEqual("retry".utf8) {
+            let value = line[valueStart...]
+            guard !value.isEmpty, value.count <= 18,
+                value.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") })
+            else { return }
+            retryMillis = value.reduce(0) { $0 * 10 + UInt64($1 - UInt8(ascii: "0")) }
         }
     }
 }

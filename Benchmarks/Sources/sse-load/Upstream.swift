@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -107,6 +108,7 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let defaults: StreamSettings
     private var context: ChannelHandlerContext?
     private var sequence: UInt64 = 0
+    private var started = false
     private(set) var settings: StreamSettings
     /// Index in the broadcaster's group, -1 when not streaming.
     var slot = -1
@@ -144,8 +146,10 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
             respondPlain(context: context, status: .ok, body: "ok", version: head.version)
         } else if head.method != .GET {
             respondPlain(context: context, status: .methodNotAllowed, body: "GET only", version: head.version)
-        } else if slot < 0 && sequence == 0 {
+        } else if !started {
+            started = true
             settings = defaults.overridden(byQuery: query)
+            sequence = resumeSequence(lastEventID: head.headers.first(name: "last-event-id"))
             var headers = HTTPHeaders()
             headers.add(name: "content-type", value: "text/event-stream")
             headers.add(name: "cache-control", value: "no-cache")
@@ -197,6 +201,17 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
     }
+}
+
+/// The sequence number of the event last sent to a client that reconnects with `Last-Event-ID: value`, so the next
+/// event is `value + 1` and a reconnect loses and repeats nothing: the upstream is stateless (it keeps no events), and
+/// a restarted process resumes every stream exactly where its client left off. No header, or one that is not a
+/// number (ours are plain decimal sequence numbers): 0, a new stream.
+func resumeSequence(lastEventID: String?) -> UInt64 {
+    guard let lastEventID else { return 0 }
+    let trimmed = lastEventID.trimmingCharacters(in: .whitespaces)
+    guard let value = UInt64(trimmed), value < UInt64.max else { return 0 }
+    return value
 }
 
 /// Runs the upstream until `duration` elapses.
