@@ -43,13 +43,20 @@ extension SSELoad {
         @Option(name: .customLong("watch-pid"),
                 help: "A proxy process whose CPU time to read at the start and end of the steady phase (repeatable).")
         var watchPIDs: [Int32] = []
+        @Option(name: .customLong("stalled-fraction"),
+                help: "Share of the streams (0 to 1, e.g. 0.1) that stop reading after the 200 head; not measured.")
+        var stalledFraction = 0.0
         @Flag(help: "Print one JSON object instead of a table.") var json = false
 
         func run() throws {
             guard streams > 0 else { throw ValidationError("streams must be positive") }
+            guard stalledFraction >= 0, stalledFraction < 1 else {
+                throw ValidationError("stalled-fraction must be at least 0 and below 1")
+            }
             let plan = RequestPlan(target: try TargetURL(target), headers: try parseHeaders(headers))
             let report = runClient(plan: plan, streams: streams, duration: try parseDuration(duration),
-                                   rampPerSecond: try parseRate(ramp), watchPIDs: watchPIDs)
+                                   rampPerSecond: try parseRate(ramp), watchPIDs: watchPIDs,
+                                   stalledFraction: stalledFraction)
             print(json ? report.json() : report.table())
         }
     }
