@@ -20,6 +20,10 @@ struct ClientTally: Sendable {
     var reconnected: UInt64 = 0
     /// Held streams: later attempts that failed (refused, non-200, closed before the head).
     var failedRetries: UInt64 = 0
+    /// `--stalled-fraction`: streams that got their 200 head and then stopped reading; of those, the ones the server
+    /// was seen to close (an RST, or an end the kernel could still deliver) before the run ended.
+    var stalled: UInt64 = 0
+    var stalledClosed: UInt64 = 0
     var latency = Histogram()
     var rampLatency = Histogram()
     var firstEvent = Histogram()
@@ -39,6 +43,8 @@ struct ClientTally: Sendable {
         succeeded += other.succeeded
         reconnected += other.reconnected
         failedRetries += other.failedRetries
+        stalled += other.stalled
+        stalledClosed += other.stalledClosed
         latency.merge(other.latency)
         rampLatency.merge(other.rampLatency)
         firstEvent.merge(other.firstEvent)
@@ -201,13 +207,25 @@ struct StreamConnector: Sendable {
     }
 }
 
+/// Whether the `index`-th stream (0-based) of a run with `--stalled-fraction fraction` stalls: every stream whose
+/// index carries floor((index + 1) * fraction) past floor(index * fraction), so the first N streams hold
+/// floor(N * fraction) stalled ones, spread evenly over the ramp (at 10% every tenth, so with two client loops all
+/// on one loop: the client spends nothing on them, and which gateway loop serves a connection does not depend on it).
+func streamStalls(index: Int, fraction: Double) -> Bool {
+    guard fraction > 0 else { return false }
+    return Int(Double(index + 1) * fraction) > Int(Double(index) * fraction)
+}
+
 /// One SSE client connection. `.hold` keeps the stream and checks every event; `.firstEvent` (churn) closes after
-/// the first event or after a timeout.
-final class StreamClientHandler: ChannelInboundHandler, RemovableChannelHandler {
+/// the first event or after a timeout; `.stall` (a client that stopped reading, e.g. a frozen tab) gets the 200 head
+/// and then never asks for another read, so the kernel's buffers fill and the server sees it fall behind. Its events
+/// are not counted: latency, events and sequence checks are the reading streams' only.
+final class StreamClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = HTTPClientRequestPart
     typealias OutboundOut = HTTPClientRequestPart
 
-    enum Mode { case hold, firstEvent }
+    enum Mode { case hold, firstEvent, stall }
 
     private let loop: LoopTally
     private let connector: StreamConnector
@@ -218,6 +236,8 @@ final class StreamClientHandler: ChannelInboundHandler, RemovableChannelHandler 
     private var streaming = false
     private var done = false
     private var seenFirst = false
+    /// `.stall` after the head: every read the channel asks for is swallowed.
+    private var stalled = false
     private var timeout: Scheduled<Void>?
 
     init(loop: LoopTally, connector: StreamConnector, stream: HeldStream, mode: Mode, startNanos: UInt64) {
@@ -250,7 +270,13 @@ final class StreamClientHandler: ChannelInboundHandler, RemovableChannelHandler 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let head):
-            if head.status == .ok {
+            if head.status == .ok, mode == .stall {
+                streaming = true
+                stalled = true
+                done = true  // whatever the current read still decodes is not looked at
+                loop.tally.stalled += 1
+                connector.settle(stream)
+            } else if head.status == .ok {
                 streaming = true
                 stream.streaming = true
                 stream.failures = 0
@@ -311,9 +337,17 @@ final class StreamClientHandler: ChannelInboundHandler, RemovableChannelHandler 
         }
     }
 
+    /// Held back for good once a `.stall` stream has its head (NIO asks for the next read after each one while
+    /// auto-read is on; without it nothing more is read from the socket).
+    func read(context: ChannelHandlerContext) {
+        if !stalled { context.read() }
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         timeout?.cancel()
-        if !done && !loop.stopping {
+        if stalled && !loop.stopping {
+            loop.tally.stalledClosed += 1
+        } else if !done && !loop.stopping {
             if streaming {
                 if mode == .firstEvent {
                     loop.tally.timeouts += 1
@@ -418,7 +452,8 @@ final class LoadRun {
     }
 }
 
-/// `sse-load client`: holds `streams` connections for `duration` seconds.
+/// `sse-load client`: holds `streams` connections for `duration` seconds; with `stalledFraction`, that share of them
+/// stop reading after the head (`streamStalls`).
 ///
 /// With `watchPIDs`, the processes' CPU time is read when the steady phase starts and when it ends (before any
 /// connection closes), so the report can give the proxy's CPU per event without connection set-up and teardown.
@@ -427,7 +462,8 @@ final class LoadRun {
 /// of counts goes to standard error that often.
 func runClient(
     plan: RequestPlan, streams: Int, duration: Double, rampPerSecond: Double, watchPIDs: [Int32] = [],
-    reconnect: ReconnectPolicy? = nil, progressEvery: Double? = nil, staleAfter: Double = 30
+    reconnect: ReconnectPolicy? = nil, progressEvery: Double? = nil, staleAfter: Double = 30,
+    stalledFraction: Double = 0
 ) -> ClientReport {
     let limit = raiseOpenFileLimit()
     let run = LoadRun(plan: plan, reconnect: reconnect)
@@ -437,7 +473,7 @@ func runClient(
     while launched < streams && monotonicSeconds() < end {
         let due = min(streams, Int((monotonicSeconds() - start) * rampPerSecond) + 1)
         while launched < due {
-            run.launch(mode: .hold)
+            run.launch(mode: streamStalls(index: launched, fraction: stalledFraction) ? .stall : .hold)
             launched += 1
         }
         sleepSeconds(0.001)

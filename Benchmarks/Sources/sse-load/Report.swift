@@ -25,6 +25,11 @@ struct ClientReport: Encodable {
     var duplicates: UInt64
     var badPayloads: UInt64
     var succeeded: UInt64
+    /// `--stalled-fraction`: streams that stopped reading after their head (not in connected, held or events), and
+    /// how many of them the client saw closed by the server (a server that closes a stalled socket with unsent data
+    /// usually goes unseen: its end waits behind the bytes the client never reads).
+    var streamsStalled: UInt64
+    var stalledClosedByServer: UInt64
     var connectsPerSecond: Double?
     var skippedInFlightCap: Int?
     var durationSeconds: Double
@@ -64,6 +69,8 @@ struct ClientReport: Encodable {
         duplicates = 0
         badPayloads = tally.badPayloads
         succeeded = tally.succeeded
+        streamsStalled = tally.stalled
+        stalledClosedByServer = tally.stalledClosed
         self.durationSeconds = durationSeconds
         self.steadySeconds = steadySeconds
         latencyMicros = (tally.latency.count > 0 ? tally.latency : tally.rampLatency).summary
@@ -99,6 +106,10 @@ struct ClientReport: Encodable {
         ]
         if mode == "client" {
             lines.append(row("streams held at end", "\(streamsHeld)"))
+            if streamsStalled > 0 {
+                lines.append(row("streams stalled (not reading)", "\(streamsStalled)  (seen closed by the server "
+                                 + "\(stalledClosedByServer))"))
+            }
         } else {
             lines.append(row("succeeded (got 1 event)", "\(succeeded)"))
             lines.append(row("connects/s achieved", String(format: "%.1f", connectsPerSecond ?? 0)))

@@ -55,10 +55,16 @@ extension SSELoad {
                 help: "A streaming stream without an event for this long counts as stale in the report.")
         var staleAfter = "30s"
         @Option(help: "Print a line of counts to standard error this often (e.g. 10s).") var progress: String?
+        @Option(name: .customLong("stalled-fraction"),
+                help: "Share of the streams (0 to 1, e.g. 0.1) that stop reading after the 200 head; not measured.")
+        var stalledFraction = 0.0
         @Flag(help: "Print one JSON object instead of a table.") var json = false
 
         func run() throws {
             guard streams > 0 else { throw ValidationError("streams must be positive") }
+            guard stalledFraction >= 0, stalledFraction < 1 else {
+                throw ValidationError("stalled-fraction must be at least 0 and below 1")
+            }
             let plan = RequestPlan(target: try TargetURL(target), headers: try parseHeaders(headers))
             let policy = reconnect
                 ? ReconnectPolicy(baseSeconds: try parseDuration(reconnectDelay),
@@ -67,7 +73,7 @@ extension SSELoad {
             let report = runClient(plan: plan, streams: streams, duration: try parseDuration(duration),
                                    rampPerSecond: try parseRate(ramp), watchPIDs: watchPIDs, reconnect: policy,
                                    progressEvery: try progress.map(parseDuration),
-                                   staleAfter: try parseDuration(staleAfter))
+                                   staleAfter: try parseDuration(staleAfter), stalledFraction: stalledFraction)
             print(json ? report.json() : report.table())
         }
     }
