@@ -21,6 +21,8 @@ struct ClientTally: Sendable {
     var latency = Histogram()
     var rampLatency = Histogram()
     var firstEvent = Histogram()
+    /// Wall-clock time (CLOCK_REALTIME ns) of the latest first event of any connection: when a storm was over.
+    var lastFirstEventNanos: UInt64 = 0
 
     var failed: UInt64 { connectErrors + httpErrors + otherErrors + timeouts }
 
@@ -41,6 +43,7 @@ struct ClientTally: Sendable {
         latency.merge(other.latency)
         rampLatency.merge(other.rampLatency)
         firstEvent.merge(other.firstEvent)
+        lastFirstEventNanos = Swift.max(lastFirstEventNanos, other.lastFirstEventNanos)
     }
 }
 
@@ -93,6 +96,20 @@ struct RequestPlan: Sendable {
                 Credential(requestTarget: target.requestTarget, authorization: "Bearer " + token)
             }
         }
+    }
+
+    /// The plan for `--tokens-file` / `--token-query` as `client`, `churn` and `storm` take them: without a tokens
+    /// file no credentials (and `--token-query` alone is an error).
+    init(target: TargetURL, headers: [(String, String)], tokensFile: String?, tokenQuery: String?) throws {
+        guard let tokensFile else {
+            guard tokenQuery == nil else { throw LoadError("--token-query needs --tokens-file") }
+            self.init(target: target, headers: headers)
+            return
+        }
+        if let tokenQuery, tokenQuery.isEmpty || tokenQuery.contains(where: { "&=?# ".contains($0) }) {
+            throw LoadError("--token-query must be a plain parameter name")
+        }
+        self.init(target: target, headers: headers, tokens: try readTokens(path: tokensFile), queryName: tokenQuery)
     }
 
     /// The credential index for the `count`-th connection (0-based), or nil without tokens.
@@ -210,6 +227,7 @@ final class StreamClientHandler: ChannelInboundHandler, RemovableChannelHandler 
         if first {
             seenFirst = true
             loop.tally.firstEvent.record(now > startNanos ? (now - startNanos) / 1000 : 0)
+            loop.tally.lastFirstEventNanos = Swift.max(loop.tally.lastFirstEventNanos, now)
         }
         if first || payload.sequence == lastSequence + 1 {
             // in order (the first event may be any number: a proxy could resume mid-stream)
