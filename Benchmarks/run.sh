@@ -585,7 +585,9 @@ run_case() {  # scenario target
         # The load tool reads these processes' CPU time itself at the start and end of its steady phase.
         for pid in $(proc_tree "$PROXY_PID"); do watch+=(--watch-pid "$pid"); done
     fi
-    log "scenario $scenario -> $target"
+    # the machine's load average as the case starts (another build beside the benchmark shows up here)
+    log "scenario $scenario -> $target (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+    printf '%s\t%s\t%s\n' "$scenario" "$target" "$(cut -d' ' -f1 /proc/loadavg)" >>"$WORK/load.tsv"
     run_load "$scenario" "$(base_url "$target")" "$out" "$target" "${watch[@]}" &
     load_pid=$!
     while kill -0 "$load_pid" 2>/dev/null; do
