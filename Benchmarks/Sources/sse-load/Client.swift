@@ -27,6 +27,8 @@ struct ClientTally: Sendable {
     var latency = Histogram()
     var rampLatency = Histogram()
     var firstEvent = Histogram()
+    /// Wall-clock time (CLOCK_REALTIME ns) of the latest first event of any connection: when a storm was over.
+    var lastFirstEventNanos: UInt64 = 0
 
     var failed: UInt64 { connectErrors + httpErrors + otherErrors + timeouts }
 
@@ -48,6 +50,7 @@ struct ClientTally: Sendable {
         latency.merge(other.latency)
         rampLatency.merge(other.rampLatency)
         firstEvent.merge(other.firstEvent)
+        lastFirstEventNanos = Swift.max(lastFirstEventNanos, other.lastFirstEventNanos)
     }
 }
 
@@ -104,6 +107,20 @@ struct RequestPlan: Sendable {
                 Credential(requestTarget: target.requestTarget, authorization: "Bearer " + token)
             }
         }
+    }
+
+    /// The plan for `--tokens-file` / `--token-query` as `client`, `churn` and `storm` take them: without a tokens
+    /// file no credentials (and `--token-query` alone is an error).
+    init(target: TargetURL, headers: [(String, String)], tokensFile: String?, tokenQuery: String?) throws {
+        guard let tokensFile else {
+            guard tokenQuery == nil else { throw LoadError("--token-query needs --tokens-file") }
+            self.init(target: target, headers: headers)
+            return
+        }
+        if let tokenQuery, tokenQuery.isEmpty || tokenQuery.contains(where: { "&=?# ".contains($0) }) {
+            throw LoadError("--token-query must be a plain parameter name")
+        }
+        self.init(target: target, headers: headers, tokens: try readTokens(path: tokensFile), queryName: tokenQuery)
     }
 
     /// The credential index for the `count`-th connection (0-based), or nil without tokens.
@@ -318,6 +335,7 @@ final class StreamClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
             seenFirst = true
             if stream.attempts == 1 {  // time to first event of a stream, not of its reconnects
                 loop.tally.firstEvent.record(now > startNanos ? (now - startNanos) / 1000 : 0)
+                loop.tally.lastFirstEventNanos = Swift.max(loop.tally.lastFirstEventNanos, now)
             }
         }
         stream.ledger.record(sequence: payload.sequence)

@@ -7,7 +7,7 @@ struct SSELoad: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sse-load",
         abstract: "SSE upstream server and load clients for benchmarking SSE proxies (loopback only).",
-        subcommands: [Upstream.self, Client.self, Churn.self, Mint.self, FloorProxy.self]
+        subcommands: [Upstream.self, Client.self, Churn.self, Storm.self, Mint.self, FloorProxy.self]
     )
 }
 
@@ -58,6 +58,12 @@ extension SSELoad {
         @Option(name: .customLong("stalled-fraction"),
                 help: "Share of the streams (0 to 1, e.g. 0.1) that stop reading after the 200 head; not measured.")
         var stalledFraction = 0.0
+        @Option(name: .customLong("tokens-file"),
+                help: "One token per line (sse-load mint); each stream sends the next one, cycling.")
+        var tokensFile: String?
+        @Option(name: .customLong("token-query"),
+                help: "With --tokens-file: send the token as this query parameter instead of Authorization: Bearer.")
+        var tokenQuery: String?
         @Flag(help: "Print one JSON object instead of a table.") var json = false
 
         func run() throws {
@@ -65,7 +71,8 @@ extension SSELoad {
             guard stalledFraction >= 0, stalledFraction < 1 else {
                 throw ValidationError("stalled-fraction must be at least 0 and below 1")
             }
-            let plan = RequestPlan(target: try TargetURL(target), headers: try parseHeaders(headers))
+            let plan = try RequestPlan(target: try TargetURL(target), headers: try parseHeaders(headers),
+                                       tokensFile: tokensFile, tokenQuery: tokenQuery)
             let policy = reconnect
                 ? ReconnectPolicy(baseSeconds: try parseDuration(reconnectDelay),
                                   maxSeconds: try parseDuration(reconnectMaxDelay))
@@ -98,21 +105,49 @@ extension SSELoad {
         @Flag(help: "Print one JSON object instead of a table.") var json = false
 
         func run() throws {
-            let target = try TargetURL(target)
-            let headers = try parseHeaders(headers)
-            let plan: RequestPlan
-            if let tokensFile {
-                if let tokenQuery, tokenQuery.isEmpty || tokenQuery.contains(where: { "&=?# ".contains($0) }) {
-                    throw ValidationError("--token-query must be a plain parameter name")
-                }
-                plan = RequestPlan(target: target, headers: headers, tokens: try readTokens(path: tokensFile),
-                                   queryName: tokenQuery)
-            } else {
-                guard tokenQuery == nil else { throw ValidationError("--token-query needs --tokens-file") }
-                plan = RequestPlan(target: target, headers: headers)
-            }
+            let plan = try RequestPlan(target: try TargetURL(target), headers: try parseHeaders(headers),
+                                       tokensFile: tokensFile, tokenQuery: tokenQuery)
             let report = runChurn(plan: plan, rate: try parseRate(rate), duration: try parseDuration(duration),
                                   maxInFlight: maxInFlight)
+            print(json ? report.json() : report.table())
+        }
+    }
+
+    struct Storm: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Open N connections at once, each reads one event and closes; repeat for each round.",
+            discussion: """
+                A reconnect storm: every round launches all N connections as fast as the loops take them, with \
+                the same N tokens each round (connection i always sends token i), so round 1 is N first connects \
+                and every later round is the same N clients reconnecting at once. Per round: time from the first \
+                launch until the last connection has its first event, time to first event, failures, and the CPU \
+                time of the --watch-pid processes from the first launch until every connection settled.
+                """)
+
+        @Option(help: "Loopback http:// URL to stream from.") var target: String
+        @Option(help: "Connections per round, all launched at once.") var connections = 2000
+        @Option(help: "Rounds (round 1: first connects; later rounds: reconnects).") var rounds = 2
+        @Option(help: "Pause between rounds (e.g. 2s).") var pause = "2s"
+        @Option(help: "Give up on a round's stragglers after this long (e.g. 30s).") var timeout = "30s"
+        @Option(name: .customLong("header"), help: "Extra request header 'Name: value' (repeatable).")
+        var headers: [String] = []
+        @Option(name: .customLong("tokens-file"),
+                help: "One token per line (sse-load mint); connection i of every round sends token i (cycling).")
+        var tokensFile: String?
+        @Option(name: .customLong("token-query"),
+                help: "With --tokens-file: send the token as this query parameter instead of Authorization: Bearer.")
+        var tokenQuery: String?
+        @Option(name: .customLong("watch-pid"), help: "A proxy process whose CPU time to read per round (repeatable).")
+        var watchPIDs: [Int32] = []
+        @Flag(help: "Print one JSON object instead of a table.") var json = false
+
+        func run() throws {
+            guard connections > 0, rounds > 0 else { throw ValidationError("connections and rounds must be positive") }
+            let plan = try RequestPlan(target: try TargetURL(target), headers: try parseHeaders(headers),
+                                       tokensFile: tokensFile, tokenQuery: tokenQuery)
+            let report = runStorm(plan: plan, connections: connections, rounds: rounds,
+                                  pauseSeconds: try parseDuration(pause), timeoutSeconds: try parseDuration(timeout),
+                                  watchPIDs: watchPIDs)
             print(json ? report.json() : report.table())
         }
     }
