@@ -183,7 +183,8 @@ public final class Gateway: Service, Sendable {
             )
         }
         let runtime = try GatewayRuntime(
-            configuration: configuration, logger: environment.logger, tickets: environment.tickets
+            configuration: configuration, logger: environment.logger, tickets: environment.tickets,
+            previous: runtimes.current
         )
         await Self.fetchJWKS(runtime)
         // A changed address: the new listener is bound first (a failure leaves everything as it was), the old one

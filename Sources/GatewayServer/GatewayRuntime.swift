@@ -16,6 +16,8 @@ final class GatewayRuntime: Sendable {
     let endpoints: [UpstreamEndpoint]
     /// Indexed like `configuration.routes`; `nil` for public routes.
     let routeAuthenticators: [RouteAuthenticator?]
+    /// By policy name: what the next reload's authenticators take their verified-token caches from.
+    let authenticators: [String: RouteAuthenticator]
     /// The JWKS fetcher of each policy that has a `jwks_url`, by policy name.
     let jwksFetchers: [String: JWKSFetcher]
     let cors: CORSPolicy?
@@ -27,10 +29,13 @@ final class GatewayRuntime: Sendable {
     let listenerTLS: NIOSSLContext?
 
     /// `tickets`: the stream tickets every generation shares (a reload must not forget minted tickets).
+    /// `previous`: the runtime a reload replaces; an unchanged policy keeps its verified tokens (nothing else of it is
+    /// kept, so the old runtime goes once its last request ends).
     init(
         configuration: GatewayConfiguration,
         logger: Logger = Logger(label: "sse-gateway"),
-        tickets: StreamTickets = StreamTickets()
+        tickets: StreamTickets = StreamTickets(),
+        previous: GatewayRuntime? = nil
     ) throws {
         self.configuration = configuration
         self.routeTable = RouteTable(routes: configuration.routes)
@@ -49,8 +54,11 @@ final class GatewayRuntime: Sendable {
                 fetchers[name] = JWKSFetcher(url: url, store: keyStore, logger: logger, timeout: .seconds(5))
                 store = keyStore
             }
-            authenticators[name] = try RouteAuthenticator(name: name, policy: policy, jwks: store)
+            authenticators[name] = try RouteAuthenticator(
+                name: name, policy: policy, jwks: store, previous: previous?.authenticators[name]
+            )
         }
+        self.authenticators = authenticators
         self.routeAuthenticators = configuration.routes.map { route in route.auth.flatMap { authenticators[$0] } }
         self.jwksFetchers = fetchers
         self.cors = configuration.cors.map(CORSPolicy.init(configuration:))

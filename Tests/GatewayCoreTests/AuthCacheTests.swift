@@ -36,6 +36,32 @@ final class AuthCacheTests: XCTestCase {
         XCTAssertEqual(auth.cache.count, 0)
     }
 
+    func testAReloadOfAnUnchangedPolicyKeepsItsVerifiedTokens() async throws {
+        let pem = TestKeys.p256.publicKey.pemRepresentation
+        let before = try Policies.jwt([.hs256, .es256], pems: [pem])
+        let token = try await Mint.hs256(Mint.valid())
+        XCTAssertNotNil(before.bearer(token).request)
+        XCTAssertEqual(before.signatureVerifications, 1)
+
+        let reloaded = try Policies.jwt([.hs256, .es256], pems: [pem], previous: before)
+        XCTAssertTrue(reloaded.cache === before.cache)
+        XCTAssertNotNil(reloaded.bearer(token).request)
+        XCTAssertEqual(reloaded.signatureVerifications, 0, "served from the kept cache")
+
+        // A rotated key file (same path, new text), a new secret or a changed policy: verified again from scratch.
+        let rotated = try Policies.jwt([.hs256, .es256], pems: [P256.Signing.PrivateKey().publicKey.pemRepresentation],
+                                       previous: before)
+        let resecreted = try Policies.jwt([.hs256, .es256], secret: TestKeys.secret + "-2", pems: [pem],
+                                          previous: before)
+        let narrowed = try Policies.jwt([.hs256, .es256], pems: [pem], adjust: { $0.audience = "other" },
+                                        previous: before)
+        for changed in [rotated, resecreted, narrowed] {
+            XCTAssertFalse(changed.cache === before.cache)
+            XCTAssertEqual(changed.cache.count, 0)
+        }
+        XCTAssertEqual(resecreted.bearer(token).reason, .badSignature, "the old secret's token is not served")
+    }
+
     func testCacheIsBoundedAndEvictsOldest() {
         let cache = VerifiedTokenCache(capacity: 3)
         let identity = VerifiedIdentity(method: .jwt, subject: "s", expiresAt: 100, claimHeaders: [])

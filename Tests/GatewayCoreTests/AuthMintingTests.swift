@@ -115,7 +115,8 @@ enum Policies {
         adjust: (inout JWTConfiguration) -> Void = { _ in },
         sources: [TokenSource] = [.query("access_token"), .cookie("sse_token"), .header("Authorization")],
         claimsToHeaders: [ClaimHeaderMapping] = [],
-        apiKeys: [APIKeyConfiguration] = []
+        apiKeys: [APIKeyConfiguration] = [],
+        previous: RouteAuthenticator? = nil
     ) throws -> RouteAuthenticator {
         var config = JWTConfiguration(
             algorithms: algorithms,
@@ -130,7 +131,7 @@ enum Policies {
             apiKeys: apiKeys,
             claimsToHeaders: claimsToHeaders
         )
-        return try RouteAuthenticator(name: "users", policy: policy, jwks: jwks) { path in
+        return try RouteAuthenticator(name: "users", policy: policy, jwks: jwks, previous: previous) { path in
             guard let index = Int(path.dropFirst(3).dropLast(4)), pems.indices.contains(index) else {
                 return try String(contentsOfFile: path, encoding: .utf8)
             }

@@ -67,6 +67,10 @@ public final class RouteAuthenticator: Sendable {
     public let name: String
     public let extractor: TokenExtractor
     public let cache: VerifiedTokenCache
+    /// The policy this was built from, and a digest of the key material it read (the secret and each PEM file's
+    /// text): what a reload compares before it keeps this authenticator's verified tokens.
+    public let policy: AuthPolicyConfiguration
+    public let keyMaterial: SHA256Digest
     private let jwt: JWTVerifier?
     private let apiKeys: APIKeyVerifier
     private let forward: ForwardConfiguration
@@ -76,16 +80,22 @@ public final class RouteAuthenticator: Sendable {
 
     /// - Parameters:
     ///   - jwks: the store the server's JWKS fetcher fills; required when the policy has a `jwks_url`.
+    ///   - previous: the same policy's authenticator in the configuration a reload replaces. Its verified-token cache
+    ///     is kept when the policy and the key material it read are unchanged, so a reload does not send every
+    ///     reconnecting client through signature verification again; a changed key (a rotated PEM file) starts empty.
     ///   - readFile: reads a PEM file (injectable for tests); errors name the key's configuration path.
     public init(
         name: String,
         policy: AuthPolicyConfiguration,
         jwks: JWKSKeyStore? = nil,
         cacheCapacity: Int = 10_000,
+        previous: RouteAuthenticator? = nil,
         readFile: (String) throws -> String = { try String(contentsOfFile: $0, encoding: .utf8) }
     ) throws(AuthSetupError) {
         let path = "auth_policies.\(name)"
         self.name = name
+        self.policy = policy
+        var material = SHA256()
         guard !policy.tokenSources.isEmpty else {
             throw AuthSetupError(path: "\(path).token_sources", message: "at least one token source is required")
         }
@@ -99,7 +109,6 @@ public final class RouteAuthenticator: Sendable {
         self.apiKeys = APIKeyVerifier(keys: policy.apiKeys)
         self.forward = policy.forward
         self.claimMappings = policy.claimsToHeaders
-        self.cache = VerifiedTokenCache(capacity: cacheCapacity)
         if let config = policy.jwt {
             let allowed = Set(config.algorithms)
             guard !allowed.isEmpty else {
@@ -107,6 +116,7 @@ public final class RouteAuthenticator: Sendable {
             }
             var keys: [VerificationKey] = []
             if let secret = config.secret {
+                material.update(data: Array("secret:\(secret.utf8.count):".utf8) + Array(secret.utf8))
                 do throws(VerificationKey.KeyError) {
                     keys.append(try .hmac(secret: secret, allowed: allowed))
                 } catch {
@@ -121,6 +131,7 @@ public final class RouteAuthenticator: Sendable {
                 } catch {
                     throw AuthSetupError(path: keyPath, message: "cannot read \(file)")
                 }
+                material.update(data: Array("pem:\(pem.utf8.count):".utf8) + Array(pem.utf8))
                 do throws(VerificationKey.KeyError) {
                     keys.append(try .pem(pem, allowed: allowed))
                 } catch {
@@ -138,6 +149,15 @@ public final class RouteAuthenticator: Sendable {
         } else {
             self.jwks = nil
             self.jwt = nil
+        }
+        let keyMaterial = material.finalize()
+        self.keyMaterial = keyMaterial
+        if let previous, previous.policy == policy, previous.keyMaterial == keyMaterial,
+            previous.cache.capacity == cacheCapacity
+        {
+            self.cache = previous.cache
+        } else {
+            self.cache = VerifiedTokenCache(capacity: cacheCapacity)
         }
     }
 
