@@ -91,32 +91,8 @@ cleanup() {
 trap cleanup EXIT
 log "work dir $WORK"
 
-wait_port() {  # host:port
-    local host=${1%:*} port=${1##*:}
-    for _ in $(seq 1 100); do
-        if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    log "nothing listening on $1"; return 1
-}
-proc_tree() { echo "$1"; pgrep -P "$1" || true; }
-cpu_ticks() {  # utime + stime of a process and its children (nginx master + worker)
-    local total=0 pid fields
-    for pid in $(proc_tree "$1"); do
-        [[ -r /proc/$pid/stat ]] || continue
-        fields=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null || true)
-        total=$((total + $(echo "$fields" | awk '{print $12 + $13 + 0}')))
-    done
-    echo "$total"
-}
-rss_kib() {
-    local total=0 pid kib
-    for pid in $(proc_tree "$1"); do
-        kib=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
-        total=$((total + ${kib:-0}))
-    done
-    echo "$total"
-}
+# wait_port, proc_tree, cpu_ticks, rss_kib
+source "$HERE/processes.sh"
 # Established connections whose local port is the upstream's: what the origin holds, whoever dialled it.
 upstream_connections() { ss -Htn state established "( sport = :${UPSTREAM_ADDR##*:} )" | wc -l; }
 load_average() { cut -d' ' -f1 /proc/loadavg; }
