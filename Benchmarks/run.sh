@@ -501,6 +501,7 @@ scenario_label() {
         e) echo "e: auth churn $AUTH_RATE/s" ;;
         f) echo "f: $(scale 2000) auth x 1/s" ;;
         g) echo "g: storm $(scale 2000)" ;;
+        h) echo "h: burst $(scale 5000) x 1/5s" ;;
     esac
 }
 CHURN_RATE=$(scale 500)
@@ -534,6 +535,9 @@ run_load() {  # scenario base_url json_out target [--watch-pid PID ...]
         f) "$LOAD" client --target "$2/f?interval_ms=1000&size=100" --streams "$(scale 2000)" \
                --duration "$(dur 40s 20s)" --ramp 2000/s "${HEADER_ARGS[@]}" "${token_args[@]}" "${watch_args[@]}" \
                --json >"$3" ;;
+        # h (issue 16's burst): the upstream writes all streams of one loop on one timer: ~2,500 events per tick
+        h) "$LOAD" client --target "$2/h?interval_ms=5000&size=100" --streams "$(scale 5000)" \
+               --duration "$(dur 50s 25s)" --ramp 2000/s "${HEADER_ARGS[@]}" "${watch_args[@]}" --json >"$3" ;;
         # g: round 1 = 2,000 first connects at once, round 2 = the same 2,000 tokens reconnecting at once
         g) "$LOAD" storm --target "$2/g?interval_ms=1000&size=100" --connections "$(scale 2000)" --rounds 2 \
                --pause 2s "${HEADER_ARGS[@]}" "${token_args[@]}" "${watch_args[@]}" --json >"$3" ;;
