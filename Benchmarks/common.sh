@@ -28,3 +28,37 @@ rss_kib() {
     done
     echo "$total"
 }
+
+# nginx as every benchmark runs it: one worker, 20,000 connections, no access log, no buffering, HTTP/1.1 to the
+# upstream, streams held for an hour. Writes DIR/nginx.conf (logs and temp files under DIR).
+#   write_nginx_conf DIR LISTEN PROXY_PASS [TOP_LINES] [HTTP_LINES] [LOCATION_LINES]
+# The extra lines go before `worker_processes` (load_module), inside `http` before `server`, and inside `location`.
+write_nginx_conf() {
+    local dir=$1 listen=$2 pass=$3 top=${4:-} http=${5:-} location=${6:-}
+    mkdir -p "$dir/logs"
+    cat >"$dir/nginx.conf" <<CONF
+${top}worker_processes 1;
+worker_rlimit_nofile 20000;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 20000; }
+http {
+    access_log off;
+    client_body_temp_path $dir/body;
+    proxy_temp_path $dir/proxy;
+    fastcgi_temp_path $dir/fastcgi;
+    uwsgi_temp_path $dir/uwsgi;
+    scgi_temp_path $dir/scgi;
+${http}    server {
+        listen $listen backlog=4096;
+        location / {
+${location}            proxy_pass $pass;
+            proxy_buffering off;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_read_timeout 3600s;
+        }
+    }
+}
+CONF
+}

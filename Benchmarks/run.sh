@@ -126,8 +126,8 @@ cleanup() {
 trap cleanup EXIT
 log "work dir $WORK"
 
-# wait_port, proc_tree, cpu_ticks, rss_kib (CPU ticks and RSS of a process and its children)
-source "$HERE/processes.sh"
+# wait_port, proc_tree, cpu_ticks, rss_kib (CPU ticks and RSS of a process and its children), write_nginx_conf
+source "$HERE/common.sh"
 
 # --- the three targets ---
 start_proxy() {  # target [upstream host:port, default UPSTREAM_ADDR]
@@ -139,32 +139,7 @@ start_proxy() {  # target [upstream host:port, default UPSTREAM_ADDR]
             wait_port "$FLOOR_ADDR" || return 1
             ;;
         nginx)
-            mkdir -p "$WORK/nginx/logs"
-            cat >"$WORK/nginx/nginx.conf" <<CONF
-worker_processes 1;
-worker_rlimit_nofile 20000;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/logs/error.log warn;
-events { worker_connections 20000; }
-http {
-    access_log off;
-    client_body_temp_path $WORK/nginx/body;
-    proxy_temp_path $WORK/nginx/proxy;
-    fastcgi_temp_path $WORK/nginx/fastcgi;
-    uwsgi_temp_path $WORK/nginx/uwsgi;
-    scgi_temp_path $WORK/nginx/scgi;
-    server {
-        listen $NGINX_ADDR backlog=4096;
-        location / {
-            proxy_pass http://$up;
-            proxy_buffering off;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_read_timeout 3600s;
-        }
-    }
-}
-CONF
+            write_nginx_conf "$WORK/nginx" "$NGINX_ADDR" "http://$up"
             "$NGINX" -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" -g 'daemon off;' >"$WORK/nginx/stdout.log" 2>&1 &
             PROXY_PID=$!
             wait_port "$NGINX_ADDR" || return 1
@@ -267,38 +242,16 @@ CONF
             else
                 options="alg = \"ES256\", public_key_file = \"$WORK/jwt-$alg/public.pem\""
             fi
-            mkdir -p "$dir/logs"
-            cat >"$dir/nginx.conf" <<CONF
-load_module /usr/lib/nginx/modules/ndk_http_module.so;
+            write_nginx_conf "$dir" "$NGINX_LUA_ADDR" "http://$up" \
+                "load_module /usr/lib/nginx/modules/ndk_http_module.so;
 load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
-worker_processes 1;
-worker_rlimit_nofile 20000;
-pid $dir/nginx.pid;
-error_log $dir/logs/error.log warn;
-events { worker_connections 20000; }
-http {
-    access_log off;
-    client_body_temp_path $dir/body;
-    proxy_temp_path $dir/proxy;
-    fastcgi_temp_path $dir/fastcgi;
-    uwsgi_temp_path $dir/uwsgi;
-    scgi_temp_path $dir/scgi;
-    lua_package_path "$HERE/auth-peers/?.lua;;";
-    lua_package_cpath "/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;;";
-    init_by_lua_block { require("sse_jwt").configure({ $options, audience = "bench" }) }
-    server {
-        listen $NGINX_LUA_ADDR backlog=4096;
-        location / {
-            access_by_lua_block { require("sse_jwt").access() }
-            proxy_pass http://$up;
-            proxy_buffering off;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_read_timeout 3600s;
-        }
-    }
-}
-CONF
+" \
+                "    lua_package_path \"$HERE/auth-peers/?.lua;;\";
+    lua_package_cpath \"/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;;\";
+    init_by_lua_block { require(\"sse_jwt\").configure({ $options, audience = \"bench\" }) }
+" \
+                "            access_by_lua_block { require(\"sse_jwt\").access() }
+"
             "$NGINX" -t -q -c "$dir/nginx.conf" -p "$dir" >"$dir/check.log" 2>&1 \
                 || { log "$dir/nginx.conf does not validate:"; cat "$dir/check.log" >&2; return 1; }
             "$NGINX" -c "$dir/nginx.conf" -p "$dir" -g 'daemon off;' >"$dir/stdout.log" 2>&1 &

@@ -91,8 +91,8 @@ cleanup() {
 trap cleanup EXIT
 log "work dir $WORK"
 
-# wait_port, proc_tree, cpu_ticks, rss_kib
-source "$HERE/processes.sh"
+# wait_port, proc_tree, cpu_ticks, rss_kib, write_nginx_conf
+source "$HERE/common.sh"
 # Established connections whose local port is the upstream's: what the origin holds, whoever dialled it.
 upstream_connections() { ss -Htn state established "( sport = :${UPSTREAM_ADDR##*:} )" | wc -l; }
 load_average() { cut -d' ' -f1 /proc/loadavg; }
@@ -131,36 +131,12 @@ CONF
             wait_port "$GATEWAY_ADDR" || return 1
             ;;
         nginx)   # as run.sh's nginx target: one worker, no buffering, HTTP/1.1 keep-alive upstream
-            mkdir -p "$WORK/nginx/logs"
-            cat >"$WORK/nginx/nginx.conf" <<CONF
-worker_processes 1;
-worker_rlimit_nofile 20000;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/logs/error.log warn;
-events { worker_connections 20000; }
-http {
-    access_log off;
-    client_body_temp_path $WORK/nginx/body;
-    proxy_temp_path $WORK/nginx/proxy;
-    fastcgi_temp_path $WORK/nginx/fastcgi;
-    uwsgi_temp_path $WORK/nginx/uwsgi;
-    scgi_temp_path $WORK/nginx/scgi;
-    upstream origin {
+            write_nginx_conf "$WORK/nginx" "$NGINX_ADDR" "http://origin" "" \
+                "    upstream origin {
         server $UPSTREAM_ADDR;
         keepalive 64;
     }
-    server {
-        listen $NGINX_ADDR backlog=4096;
-        location / {
-            proxy_pass http://origin;
-            proxy_buffering off;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_read_timeout 3600s;
-        }
-    }
-}
-CONF
+"
             "$NGINX" -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" -g 'daemon off;' >"$WORK/nginx/stdout.log" 2>&1 &
             PROXY_PID=$!
             wait_port "$NGINX_ADDR" || return 1
