@@ -455,6 +455,7 @@ scenario_label() {
         f) echo "f: $(scale 2000) auth x 1/s" ;;
         g) echo "g: storm $(scale 2000)" ;;
         h) echo "h: burst $(scale 5000) x 1/5s" ;;
+        i) echo "i: burst $(scale 9000) x 1/5s" ;;
     esac
 }
 CHURN_RATE=$(scale 500)
@@ -488,8 +489,11 @@ run_load() {  # scenario base_url json_out target [--watch-pid PID ...]
         f) "$LOAD" client --target "$2/f?interval_ms=1000&size=100" --streams "$(scale 2000)" \
                --duration "$(dur 40s 20s)" --ramp 2000/s "${HEADER_ARGS[@]}" "${token_args[@]}" "${watch_args[@]}" \
                --json >"$3" ;;
-        # h (issue 16's burst): the upstream writes all streams of one loop on one timer: ~2,500 events per tick
+        # h, i (issue 16's bursts): the upstream's loops tick at the same instants (aligned to the interval), each
+        # writing all its streams: every stream gets its event in the same tick
         h) "$LOAD" client --target "$2/h?interval_ms=5000&size=100" --streams "$(scale 5000)" \
+               --duration "$(dur 50s 25s)" --ramp 2000/s "${HEADER_ARGS[@]}" "${watch_args[@]}" --json >"$3" ;;
+        i) "$LOAD" client --target "$2/i?interval_ms=5000&size=100" --streams "$(scale 9000)" \
                --duration "$(dur 50s 25s)" --ramp 2000/s "${HEADER_ARGS[@]}" "${watch_args[@]}" --json >"$3" ;;
         # g: round 1 = 2,000 first connects at once, round 2 = the same 2,000 tokens reconnecting at once
         g) "$LOAD" storm --target "$2/g?interval_ms=1000&size=100" --connections "$(scale 2000)" --rounds 2 \

@@ -59,7 +59,7 @@ final class Broadcaster: @unchecked Sendable {
         if let existing = groups[interval] {
             group = existing
         } else {
-            group = TickGroup(deadline: .now() + .milliseconds(interval))
+            group = TickGroup(deadline: Self.firstTick(interval: interval))
             groups[interval] = group
             schedule(group, interval: interval)
         }
@@ -82,6 +82,14 @@ final class Broadcaster: @unchecked Sendable {
             group.timer?.cancel()
             groups[stream.settings.intervalMs] = nil
         }
+    }
+
+    /// The next multiple of `interval` on the monotonic clock: every loop's group of one interval ticks at the same
+    /// instant, so a tick is one burst to every stream of the process (like one shared ticker), not one per loop at
+    /// phases set by when each loop's first stream came.
+    static func firstTick(interval: Int64, now: NIODeadline = .now()) -> NIODeadline {
+        let step = UInt64(interval) * 1_000_000
+        return .uptimeNanoseconds((now.uptimeNanoseconds / step + 1) * step)
     }
 
     /// Fixed-rate schedule (deadline += interval), so the event rate does not drift with tick cost.

@@ -150,4 +150,15 @@ final class ArgumentTests: XCTestCase {
         XCTAssertEqual(settings.count, 3)
         XCTAssertEqual(defaults.overridden(byQuery: "").intervalMs, 1000)
     }
+
+    func testTicksOfOneIntervalAreAlignedWhateverTheStart() {
+        // Two loops whose first streams came 1.3 s apart tick at the same instants.
+        let early = Broadcaster.firstTick(interval: 5000, now: .uptimeNanoseconds(12_000_000_000))
+        let late = Broadcaster.firstTick(interval: 5000, now: .uptimeNanoseconds(13_300_000_000))
+        XCTAssertEqual(early.uptimeNanoseconds, 15_000_000_000)
+        XCTAssertEqual(late, early)
+        // Exactly on a tick: the next one, never now.
+        XCTAssertEqual(Broadcaster.firstTick(interval: 5, now: .uptimeNanoseconds(10_000_000)).uptimeNanoseconds,
+                       15_000_000)
+    }
 }
