@@ -87,11 +87,11 @@ final class UpstreamConnector: @unchecked Sendable {
     /// Returns a connection whose response completed cleanly and that may be kept alive.
     func release(_ connection: UpstreamConnection) {
         eventLoop.preconditionInEventLoop()
+        connection.handler.delegate = nil
         guard connection.channel.isActive, (idle[connection.key]?.count ?? 0) < maxIdlePerKey else {
             connection.channel.close(promise: nil)
             return
         }
-        connection.handler.delegate = nil
         // Reads go on while idle (a read held for a slow client must not stay held in the pool).
         connection.handler.resumeReading()
         let channel = connection.channel
