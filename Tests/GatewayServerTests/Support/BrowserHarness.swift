@@ -191,10 +191,27 @@ final class Chromium: Sendable {
 
     var log: String { (try? String(contentsOf: logFile, encoding: .utf8)) ?? "" }
 
-    /// Terminates the browser (SIGKILL if it ignores SIGTERM for 5 s) and removes its profile.
+    /// Terminates the browser (SIGKILL if it ignores SIGTERM for 5 s) and removes its profile. Its helper processes
+    /// (zygote, renderer, GPU, network) can outlive the browser by a moment and write into the profile while it is
+    /// being removed, which left about one directory in fifty behind: they are killed first (each names the profile
+    /// on its command line), so nothing writes there once the removal starts.
     func stop() async {
         await terminate(process)
+        killProcesses(mentioning: profile.path)
         try? FileManager.default.removeItem(at: profile.deletingLastPathComponent())
+    }
+
+    /// SIGKILLs every process whose command line contains `text` (Linux: `/proc/PID/cmdline`).
+    private func killProcesses(mentioning text: String) {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return }
+        let needle = Data(text.utf8)
+        for entry in entries {
+            guard let pid = pid_t(entry), pid != getpid(),
+                let cmdline = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline"),
+                cmdline.range(of: needle) != nil
+            else { continue }
+            kill(pid, SIGKILL)
+        }
     }
 }
 
