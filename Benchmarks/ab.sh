@@ -2,9 +2,10 @@
 # A/B of two sse-gateway binaries on one scenario: runs them alternately against the same sse-load upstream and
 # prints the gateway's CPU seconds per million events (churn: per million connections), user and system apart, for
 # each run, so a change can be seen past the ~10% spread between runs. Loopback only. Usage:
-#   Benchmarks/ab.sh BINARY_A BINARY_B [a|c|d] [ROUNDS]
-# a = 1,000 streams x 1 event/s (20 s), c = 100 streams x 200 events/s (15 s), d = churn 500/s (15 s). The CPU is
-# the gateway's over the whole sse-load run (set-up included), as run.sh's "CPU s/Mev" column.
+#   Benchmarks/ab.sh BINARY_A BINARY_B [a|c|d|h] [ROUNDS]
+# a = 1,000 streams x 1 event/s (20 s), c = 100 streams x 200 events/s (15 s), d = churn 500/s (15 s), h = burst:
+# 5,000 streams x 1 event/5 s (40 s). The CPU is the gateway's over the whole sse-load run (set-up included), as
+# run.sh's "CPU s/Mev" column; for a, c and h also over the steady phase only (after the ramp), as its "steady".
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -34,8 +35,12 @@ run_once() {  # binary
     sleep 1
     local u0 s0; read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$pid/stat")
     case $SCENARIO in
-        a) "$LOAD" client --target "$url/a?interval_ms=1000&size=100" --streams 1000 --duration 20s --json ;;
-        c) "$LOAD" client --target "$url/c?interval_ms=5&size=200" --streams 100 --duration 15s --json ;;
+        a) "$LOAD" client --target "$url/a?interval_ms=1000&size=100" --streams 1000 --duration 20s --watch-pid "$pid" \
+               --json ;;
+        c) "$LOAD" client --target "$url/c?interval_ms=5&size=200" --streams 100 --duration 15s --watch-pid "$pid" \
+               --json ;;
+        h) "$LOAD" client --target "$url/h?interval_ms=5000&size=100" --streams 5000 --duration 40s --ramp 2000/s \
+               --watch-pid "$pid" --json ;;
         d) "$LOAD" churn --target "$url/d?interval_ms=1000&size=100" --rate 500/s --duration 15s --json ;;
     esac >"$WORK/out.json"
     local u1 s1; read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$pid/stat")
@@ -44,7 +49,9 @@ run_once() {  # binary
         (if .mode == "churn" then .succeeded else .events end) as $work
         | def per($ticks): ($ticks / $tck) / $work * 1e6 * 10 | round / 10;
         (if .mode == "churn" then "connections" else "events" end) as $unit
-        | "\($bin): \(per($user + $sys)) CPU s per million \($unit) (user \(per($user)), system \(per($sys)); "
+        | (if .steady_proxy_cpu_seconds == null or (.steady_events // 0) == 0 then ""
+           else ", steady \(.steady_proxy_cpu_seconds / .steady_events * 1e7 | round / 10)" end) as $steady
+        | "\($bin): \(per($user + $sys)) CPU s per million \($unit) (user \(per($user)), system \(per($sys))\($steady); "
             + "fail \(.streams_failed), seq \(.sequence_gaps + .reorders))"' \
         "$WORK/out.json"
 }
