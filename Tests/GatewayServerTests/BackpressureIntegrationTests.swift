@@ -109,6 +109,12 @@ final class BackpressureIntegrationTests: XCTestCase {
             let kernel = try XCTUnwrap(kernelQueuedBytes(ports: [gateway.port, source.port]))
             let unaccounted = writtenWhileStalled * FloodingSource.eventBytes - client.byteCount - kernel
             print("slow client: \(kernel) bytes in kernel buffers, \(client.byteCount) received, \(unaccounted) elsewhere")
+            // The client's socket in the gateway holds few bytes the client has not taken (TCP_NOTSENT_LOWAT at
+            // `stream_buffer_bytes`, 64 KiB by default, plus one write): without it the kernel takes megabytes
+            // before the gateway sees the client as slow.
+            let clientSendQueue = try XCTUnwrap(largestSendQueue(localPort: gateway.port))
+            print("slow client: the gateway's socket to it holds \(clientSendQueue) bytes")
+            XCTAssertLessThan(clientSendQueue, 256 * 1024, socketReport(ports: [gateway.port]))
             XCTAssertLessThan(
                 unaccounted, 1 << 20,
                 "only kernel socket buffers and the gateway's bounded stream buffer may hold events: "

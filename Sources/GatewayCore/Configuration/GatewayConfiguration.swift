@@ -319,7 +319,8 @@ public struct LimitsConfiguration: Sendable, Equatable {
     public var requestHeaderTimeout: Duration
     /// Request heads larger than this are answered 431.
     public var maxHeaderBytes: Int
-    /// Unsent bytes a stream may hold for a slow client before the gateway stops reading the upstream.
+    /// Unsent bytes a stream may hold for a slow client before the gateway stops reading the upstream (and the
+    /// most the client's socket may hold not yet sent: TCP_NOTSENT_LOWAT on Linux).
     public var streamBufferBytes: Int
     /// A client that stays unwritable this long is dropped.
     public var slowClientTimeout: Duration

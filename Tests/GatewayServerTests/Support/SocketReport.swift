@@ -59,3 +59,27 @@ func kernelQueuedBytes(ports: [Int]) -> Int? {
     }
     return total
 }
+
+/// The largest Send-Q (bytes not yet acknowledged, sent or not) among TCP sockets whose local port is `port`: for the
+/// gateway's listener port, what the kernel holds for its clients.
+func largestSendQueue(localPort port: Int) -> Int? {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["ss", "-tnH"]
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    do {
+        try process.run()
+    } catch {
+        return nil
+    }
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    var largest = 0
+    for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+        let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+        guard fields.count >= 5, let sent = Int(fields[2]), fields[3].hasSuffix(":\(port)") else { continue }
+        largest = max(largest, sent)
+    }
+    return largest
+}
