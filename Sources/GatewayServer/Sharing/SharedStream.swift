@@ -151,14 +151,19 @@ final class SharedStream: UpstreamConnectionDelegate, @unchecked Sendable {
         }
     }
 
+    /// Other loops' shards first: each gets its hop before this loop starts on its own subscribers, so the loops
+    /// write in parallel. (In dictionary order, the other loop could wait for this one's whole fan-out: with 5,000
+    /// subscribers at 1 event/s, p99 79 ms against nginx's 51.)
     private func forEachShard(_ body: @escaping @Sendable (LoopShard) -> Void) {
+        var local: LoopShard?
         for shard in shards.values {
             if shard.loop === eventLoop {
-                body(shard)
+                local = shard
             } else {
                 shard.loop.execute { body(shard) }
             }
         }
+        if let local { body(local) }
     }
 
     private func settleTimers() {
