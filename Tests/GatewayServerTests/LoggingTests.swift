@@ -46,6 +46,37 @@ final class LoggingTests: XCTestCase {
         XCTAssertNotNil(object["time"])
     }
 
+    func testAnAccessRecordIsWrittenExactlyAsTheSameFieldsAsMetadata() throws {
+        let record = AccessRecord(
+            client: "127.0.0.1", method: "GET", route: "prices", path: "/a b?access_token=REDACTED", status: 200,
+            durationMilliseconds: 12, bytes: 345, events: 6, subject: nil, upstream: "http://127.0.0.1:9",
+            outcome: "completed", reason: "say \"x\"=1"
+        )
+        let fields: Logger.Metadata = [
+            "bytes": "345", "client": "127.0.0.1", "duration_ms": "12", "events": "6", "method": "GET",
+            "outcome": "completed", "path": "/a b?access_token=REDACTED", "reason": "say \"x\"=1", "route": "prices",
+            "status": "200", "subject": "-", "upstream": "http://127.0.0.1:9",
+        ]
+        let stamp = #"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z"#
+        for format in GatewayLogHandler.Format.allCases {
+            let lines = capture(format) { logger in
+                logger.info("access", metadata: [AccessRecord.metadataKey: .stringConvertible(record)])
+                logger.info("access", metadata: fields)
+            }
+            XCTAssertEqual(lines.count, 2)
+            let untimed = lines.map { $0.replacingOccurrences(of: stamp, with: "TIME", options: .regularExpression) }
+            XCTAssertEqual(untimed[0], untimed[1], "\(format)")
+            XCTAssertTrue(untimed[0].contains("bytes"), untimed[0])
+        }
+        // Any other log handler prints its text form.
+        XCTAssertEqual(
+            record.description,
+            #"bytes=345 client=127.0.0.1 duration_ms=12 events=6 method=GET outcome=completed "#
+                + #"path=/a b?access_token=REDACTED reason=say "x"=1 route=prices status=200 subject=- "#
+                + "upstream=http://127.0.0.1:9"
+        )
+    }
+
     func testLogWriterDeliversEveryLineInOrder() throws {
         let pipe = Pipe()
         let writer = LogWriter(fileDescriptor: pipe.fileHandleForWriting.fileDescriptor)

@@ -42,8 +42,17 @@ public struct GatewayLogHandler: LogHandler, Sendable {
     public func log(event: LogEvent) {
         var line = ""
         line.reserveCapacity(320)
-        let keys: [String]
         let extra = event.metadata ?? [:]
+        if metadata.isEmpty, extra.count == 1, case .stringConvertible(let value)? = extra[AccessRecord.metadataKey],
+            let record = value as? AccessRecord
+        {
+            // An access-log line: its fields go straight into the line, already in key order.
+            appendPrefix(of: event, to: &line)
+            record.forEachField { key, value in appendField(key, value, to: &line) }
+            finish(&line)
+            return
+        }
+        let keys: [String]
         if extra.isEmpty {
             keys = metadata.keys.sorted()
         } else if metadata.isEmpty {
@@ -51,6 +60,15 @@ public struct GatewayLogHandler: LogHandler, Sendable {
         } else {
             keys = Set(metadata.keys).union(extra.keys).sorted()
         }
+        appendPrefix(of: event, to: &line)
+        for key in keys {
+            appendField(key, Self.text(of: extra[key] ?? metadata[key]!), to: &line)
+        }
+        finish(&line)
+    }
+
+    /// The time, level, logger and message: everything before the metadata.
+    private func appendPrefix(of event: LogEvent, to line: inout String) {
         switch format {
         case .text:
             Self.appendTimestamp(to: &line)
@@ -60,12 +78,6 @@ public struct GatewayLogHandler: LogHandler, Sendable {
             line += label
             line += ": "
             line += "\(event.message)"
-            for key in keys {
-                line += " "
-                line += key
-                line += "="
-                Self.appendQuotedIfNeeded(Self.text(of: extra[key] ?? metadata[key]!), to: &line)
-            }
         case .json:
             line += "{\"time\":\""
             Self.appendTimestamp(to: &line)
@@ -76,15 +88,28 @@ public struct GatewayLogHandler: LogHandler, Sendable {
             line += "\",\"message\":\""
             line += JSONString.escape("\(event.message)")
             line += "\""
-            for key in keys {
-                line += ",\""
-                line += JSONString.escape(key)
-                line += "\":\""
-                line += JSONString.escape(Self.text(of: extra[key] ?? metadata[key]!))
-                line += "\""
-            }
-            line += "}"
         }
+    }
+
+    /// One metadata field: ` key=value` (quoted if needed) or `,"key":"value"`.
+    private func appendField(_ key: String, _ value: String, to line: inout String) {
+        switch format {
+        case .text:
+            line += " "
+            line += key
+            line += "="
+            Self.appendQuotedIfNeeded(value, to: &line)
+        case .json:
+            line += ",\""
+            line += JSONString.escape(key)
+            line += "\":\""
+            line += JSONString.escape(value)
+            line += "\""
+        }
+    }
+
+    private func finish(_ line: inout String) {
+        if format == .json { line += "}" }
         line += "\n"
         sink(line)
     }

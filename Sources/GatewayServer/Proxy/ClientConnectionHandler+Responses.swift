@@ -286,20 +286,20 @@ extension ClientConnectionHandler {
         method: String, uri: String, runtime: GatewayRuntime, route: String, status: Int, durationNanoseconds: Int64,
         bytes: Int, events: Int, subject: String?, upstream: String?, outcome: ExchangeOutcome, reason: String?
     ) {
-        var metadata: Logger.Metadata = [
-            "client": "\(context?.channel.remoteAddress?.ipAddress ?? "-")",
-            "method": "\(method)",
-            "route": "\(route)",
-            "path": "\(TokenRedaction.redact(uri: uri, sources: runtime.redactedSources))",
-            "status": "\(status)",
-            "duration_ms": "\(durationNanoseconds / 1_000_000)",
-            "bytes": "\(bytes)",
-            "events": "\(events)",
-            "subject": "\(subject ?? "-")",
-            "upstream": "\(upstream ?? "-")",
-            "outcome": "\(outcome.rawValue)",
-        ]
-        if let reason { metadata["reason"] = "\(reason)" }
-        environment.logger.info("access", metadata: metadata)
+        // Built inside the metadata's autoclosure: below the `info` level nothing is redacted or formatted.
+        environment.logger.info("access", metadata: [AccessRecord.metadataKey: .stringConvertible(AccessRecord(
+            client: context?.channel.remoteAddress?.ipAddress ?? "-",
+            method: method,
+            route: route,
+            path: TokenRedaction.redact(uri: uri, sources: runtime.redactedSources),
+            status: status,
+            durationMilliseconds: durationNanoseconds / 1_000_000,
+            bytes: bytes,
+            events: events,
+            subject: subject,
+            upstream: upstream,
+            outcome: outcome.rawValue,
+            reason: reason
+        ))])
     }
 }
