@@ -5,20 +5,13 @@ import Foundation
 /// transfer stalls, so a failure tells which side stopped: a reader that does not read, or a writer that does not
 /// write.
 func socketReport(ports: [Int]) -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["ss", "-tnoim"]
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
+    let output: String
     do {
-        try process.run()
+        output = try ss(["-tnoim"])
     } catch {
         return "ss could not run: \(error)"
     }
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    let lines = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+    let lines = output.split(separator: "\n", omittingEmptySubsequences: false)
     var report: [String] = []
     var index = 1
     while index < lines.count {
@@ -37,20 +30,9 @@ func socketReport(ports: [Int]) -> String {
 /// stalled transfer through those ports has in socket buffers, which autotune (up to `tcp_rmem`'s maximum, 32 MB
 /// here) and so bound nothing a test can hard-code.
 func kernelQueuedBytes(ports: [Int]) -> Int? {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["ss", "-tnH"]
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    do {
-        try process.run()
-    } catch {
-        return nil
-    }
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
+    guard let output = try? ss(["-tnH"]) else { return nil }
     var total = 0
-    for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+    for line in output.split(separator: "\n") {
         let fields = line.split(separator: " ", omittingEmptySubsequences: true)
         guard fields.count >= 5, let received = Int(fields[1]), let sent = Int(fields[2]) else { continue }
         let endpoints = [fields[3], fields[4]]
@@ -63,23 +45,26 @@ func kernelQueuedBytes(ports: [Int]) -> Int? {
 /// The largest Send-Q (bytes not yet acknowledged, sent or not) among TCP sockets whose local port is `port`: for the
 /// gateway's listener port, what the kernel holds for its clients.
 func largestSendQueue(localPort port: Int) -> Int? {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["ss", "-tnH"]
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    do {
-        try process.run()
-    } catch {
-        return nil
-    }
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
+    guard let output = try? ss(["-tnH"]) else { return nil }
     var largest = 0
-    for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+    for line in output.split(separator: "\n") {
         let fields = line.split(separator: " ", omittingEmptySubsequences: true)
         guard fields.count >= 5, let sent = Int(fields[2]), fields[3].hasSuffix(":\(port)") else { continue }
         largest = max(largest, sent)
     }
     return largest
+}
+
+/// What `ss ARGUMENTS` prints (standard output and error).
+private func ss(_ arguments: [String]) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["ss"] + arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return String(decoding: data, as: UTF8.self)
 }
