@@ -6,6 +6,7 @@
 #   Benchmarks/share.sh --gateway PATH [--ks "100 1000 5000"] [--rates "1 10"] [--repeats 2] [--duration 25s]
 #                       [--targets "shared unshared nginx"] [--size 100] [--no-chaos | --chaos-only]
 #                       [--chaos-k 1000] [--chaos-rate 10] [--chaos-size 4000] [--chaos-duration 60s] [--quick]
+#                       [--stamp-tick]   (latency from the tick, i.e. since the event happened: see README.md)
 # Ports from the environment: UPSTREAM_ADDR GATEWAY_ADDR GATEWAY_ADMIN_ADDR NGINX_ADDR. See README.md, "Shared streams".
 set -euo pipefail
 
@@ -24,6 +25,7 @@ CHAOS_K=1000
 CHAOS_RATE=10
 CHAOS_SIZE=4000
 CHAOS_DURATION=60s
+STAMP_QUERY=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --gateway) GATEWAY="$2"; shift ;;
@@ -34,6 +36,7 @@ while [[ $# -gt 0 ]]; do
         --duration) DURATION="$2"; shift ;;
         --targets) TARGETS="$2"; shift ;;
         --size) SIZE="$2"; shift ;;
+        --stamp-tick) STAMP_QUERY="&stamp=tick" ;;
         --no-chaos) CHAOS=0 ;;
         --chaos-only) MATRIX=0 ;;
         --chaos-k) CHAOS_K="$2"; shift ;;
@@ -153,7 +156,7 @@ stop_proxy() {
     fi
 }
 target_url() {  # target rate size: one URL for every client, so `shared` is one stream
-    local query="interval_ms=$((1000 / $2))&size=$3"
+    local query="interval_ms=$((1000 / $2))&size=$3$STAMP_QUERY"
     case "$1" in
         direct) echo "http://$UPSTREAM_ADDR/stream?$query" ;;
         shared) echo "http://$GATEWAY_ADDR/shared/stream?$query" ;;

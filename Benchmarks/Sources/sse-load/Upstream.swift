@@ -15,11 +15,19 @@ struct StreamSettings: Sendable {
     var size: Int
     /// Close the stream after this many events (nil: never).
     var count: UInt64?
+    /// `stamp=tick`: events of a tick carry the tick's time, not their own write's, so a client's latency includes
+    /// the upstream's own writes of that tick to streams before it (the time since the event happened). For one
+    /// stream shared by a proxy the two are the same; for K streams the upstream's K writes then count too.
+    var stampsTick = false
 
-    /// Applies `interval_ms`, `size` and `count` from a request's query string.
+    /// Applies `interval_ms`, `size`, `count` and `stamp` from a request's query string.
     func overridden(byQuery query: Substring) -> StreamSettings {
         var settings = self
         for pair in query.split(separator: "&") {
+            if pair == "stamp=tick" {
+                settings.stampsTick = true
+                continue
+            }
             let parts = pair.split(separator: "=", maxSplits: 1)
             guard parts.count == 2, let value = Int64(parts[1]), value > 0 else { continue }
             switch parts[0] {
@@ -97,8 +105,9 @@ final class Broadcaster: @unchecked Sendable {
         group.timer = eventLoop.scheduleTask(deadline: group.deadline) { [self] in
             guard groups[interval] === group else { return }
             let members = group.members  // streams that finish during the tick remove themselves from the original
+            let tick = wallNanos()
             for stream in members where stream.slot >= 0 {
-                stream.sendEvent()
+                stream.sendEvent(tickStamp: tick)
             }
             group.deadline = group.deadline + .milliseconds(interval)
             if groups[interval] === group { schedule(group, interval: interval) }
@@ -169,15 +178,16 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    /// Writes the next event and flushes; ends and closes the stream after `count` events.
-    func sendEvent() {
+    /// Writes the next event and flushes; ends and closes the stream after `count` events. `tickStamp` is the
+    /// tick's time, used as the event's if the stream asked for `stamp=tick`.
+    func sendEvent(tickStamp: UInt64? = nil) {
         guard let context else { return }
         sequence += 1
         var buffer = context.channel.allocator.buffer(capacity: Swift.max(settings.size, 64))
         buffer.writeStaticString("id: ")
         buffer.writeDecimal(sequence)
         buffer.writeStaticString("\ndata: ")
-        buffer.writeDecimal(wallNanos())
+        buffer.writeDecimal(settings.stampsTick ? tickStamp ?? wallNanos() : wallNanos())
         buffer.writeInteger(UInt8(ascii: " "))
         buffer.writeDecimal(sequence)
         buffer.writeInteger(UInt8(ascii: " "))

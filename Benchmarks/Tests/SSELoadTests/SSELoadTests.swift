@@ -149,6 +149,9 @@ final class ArgumentTests: XCTestCase {
         XCTAssertEqual(settings.size, 200)
         XCTAssertEqual(settings.count, 3)
         XCTAssertEqual(defaults.overridden(byQuery: "").intervalMs, 1000)
+        XCTAssertFalse(settings.stampsTick)
+        XCTAssertTrue(defaults.overridden(byQuery: "size=200&stamp=tick").stampsTick)
+        XCTAssertEqual(defaults.overridden(byQuery: "size=200&stamp=tick").size, 200)
     }
 
     func testTicksOfOneIntervalAreAlignedWhateverTheStart() {
