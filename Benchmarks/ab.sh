@@ -2,7 +2,7 @@
 # A/B of two sse-gateway binaries on one scenario: runs them alternately against the same sse-load upstream and
 # prints the gateway's CPU seconds per million events (churn: per million connections), user and system apart, for
 # each run, so a change can be seen past the ~10% spread between runs. Loopback only. Usage:
-#   Benchmarks/ab.sh BINARY_A BINARY_B [a|c|d|h] [ROUNDS]
+#   Benchmarks/ab.sh BINARY_A BINARY_B [a|c|d|h] [ROUNDS]     (a binary may be nio-floor: sse-load floor-proxy)
 # a = 1,000 streams x 1 event/s (20 s), c = 100 streams x 200 events/s (15 s), d = churn 500/s (15 s), h = burst:
 # 5,000 streams x 1 event/5 s (40 s). The CPU is the gateway's over the whole sse-load run (set-up included), as
 # run.sh's "CPU s/Mev" column; for a, c and h also over the steady phase only (after the ramp), as its "steady".
@@ -30,7 +30,11 @@ trap 'kill $UPSTREAM_PID 2>/dev/null || true' EXIT
 sleep 1
 
 run_once() {  # binary
-    "$1" serve --config "$WORK/gateway.yml" >"$WORK/gateway.log" 2>&1 &
+    if [[ $1 == nio-floor ]]; then
+        "$LOAD" floor-proxy --listen "$GATEWAY_ADDR" --upstream "$UPSTREAM_ADDR" --duration 1h >"$WORK/gateway.log" 2>&1 &
+    else
+        "$1" serve --config "$WORK/gateway.yml" >"$WORK/gateway.log" 2>&1 &
+    fi
     local pid=$! url="http://$GATEWAY_ADDR"
     sleep 1
     local u0 s0; read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$pid/stat")
