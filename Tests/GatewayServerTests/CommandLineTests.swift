@@ -31,17 +31,7 @@ final class CommandLineTests: XCTestCase {
     }
 
     private func run(_ arguments: [String], timeout: TimeInterval = 60) throws -> (status: Int32, output: String) {
-        let binary = try XCTUnwrap(Self.binary, "sse-gateway binary not built")
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        try runToEnd(try XCTUnwrap(Self.binary, "sse-gateway binary not built"), arguments)
     }
 
     private func write(_ text: String) throws -> String {

@@ -1,5 +1,19 @@
 import Foundation
 
+/// Runs `executable` with `arguments` until it exits: its status and what it wrote (standard output and error).
+func runToEnd(_ executable: URL, _ arguments: [String]) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = executable
+    process.arguments = arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
 /// Stops `process` and returns once it exited: SIGTERM, then SIGKILL if it is still running after `grace`.
 func terminate(_ process: Process, grace: Duration = .seconds(5)) async {
     guard process.isRunning else { return }

@@ -30,41 +30,36 @@ func socketReport(ports: [Int]) -> String {
 /// stalled transfer through those ports has in socket buffers, which autotune (up to `tcp_rmem`'s maximum, 32 MB
 /// here) and so bound nothing a test can hard-code.
 func kernelQueuedBytes(ports: [Int]) -> Int? {
-    guard let output = try? ss(["-tnH"]) else { return nil }
-    var total = 0
-    for line in output.split(separator: "\n") {
-        let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-        guard fields.count >= 5, let received = Int(fields[1]), let sent = Int(fields[2]) else { continue }
-        let endpoints = [fields[3], fields[4]]
-        guard endpoints.contains(where: { endpoint in ports.contains { endpoint.hasSuffix(":\($0)") } }) else { continue }
-        total += received + sent
-    }
-    return total
+    tcpSockets()?
+        .filter { socket in ports.contains { socket.local.hasSuffix(":\($0)") || socket.peer.hasSuffix(":\($0)") } }
+        .reduce(0) { $0 + $1.received + $1.sent }
 }
 
 /// The largest Send-Q (bytes not yet acknowledged, sent or not) among TCP sockets whose local port is `port`: for the
 /// gateway's listener port, what the kernel holds for its clients.
 func largestSendQueue(localPort port: Int) -> Int? {
+    tcpSockets()?.filter { $0.local.hasSuffix(":\(port)") }.map(\.sent).max() ?? 0
+}
+
+/// One row of `ss -tnH`: a TCP socket's queues and endpoints.
+private struct TCPSocket {
+    var received: Int
+    var sent: Int
+    var local: Substring
+    var peer: Substring
+}
+
+/// Every TCP socket `ss -tnH` lists, or `nil` if `ss` could not run.
+private func tcpSockets() -> [TCPSocket]? {
     guard let output = try? ss(["-tnH"]) else { return nil }
-    var largest = 0
-    for line in output.split(separator: "\n") {
+    return output.split(separator: "\n").compactMap { line in
         let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-        guard fields.count >= 5, let sent = Int(fields[2]), fields[3].hasSuffix(":\(port)") else { continue }
-        largest = max(largest, sent)
+        guard fields.count >= 5, let received = Int(fields[1]), let sent = Int(fields[2]) else { return nil }
+        return TCPSocket(received: received, sent: sent, local: fields[3], peer: fields[4])
     }
-    return largest
 }
 
 /// What `ss ARGUMENTS` prints (standard output and error).
 private func ss(_ arguments: [String]) throws -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["ss"] + arguments
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return String(decoding: data, as: UTF8.self)
+    try runToEnd(URL(fileURLWithPath: "/usr/bin/env"), ["ss"] + arguments).output
 }
