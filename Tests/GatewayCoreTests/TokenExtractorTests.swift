@@ -43,6 +43,15 @@ final class TokenExtractorTests: XCTestCase {
         XCTAssertNil(all.strippedQuery("access_token="), "nothing left means no query at all")
     }
 
+    func testQueryIsSplitOnBytesAsUpstreamsSplitIt() {
+        // "=" or "&" followed by a combining mark is one Character: split on Characters, "access_token=\u{301}t" had
+        // no "=" and was left in the query, though an upstream splitting bytes sees the parameter access_token.
+        XCTAssertEqual(token("access_token=\u{301}t"), "\u{301}t")
+        XCTAssertEqual(all.strippedQuery("x=1&access_token=\u{301}t"), "x=1")
+        XCTAssertEqual(all.strippedQuery("access_token=t&\u{301}y=2"), "\u{301}y=2", "the next parameter stays")
+        XCTAssertEqual(token("x=\u{301}&access_token=t"), "t")
+    }
+
     func testQueryWithoutTokenIsReturnedUnchanged() {
         let query = "a=1&&b=%41&c=="
         XCTAssertEqual(all.strippedQuery(Substring(query)), query)

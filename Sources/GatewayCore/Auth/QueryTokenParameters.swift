@@ -5,9 +5,14 @@
 /// decoded; an invalid escape stays literal. An empty value counts as absent. The first non-empty copy supplies the
 /// token, but every copy is stripped. Other parameters keep their exact bytes and order.
 public enum QueryTokenParameters {
+    /// A query, a component of it, or a name or value in one: its bytes. Queries are split on the bytes `&` and `=`,
+    /// as upstream frameworks split them; splitting `Character`s instead would keep `&` or `=` followed by a combining
+    /// mark inside a component, so a parameter the upstream sees would go unnoticed here.
+    typealias Bytes = Substring.UTF8View
+
     /// The decoded value of the first non-empty parameter named `name`, or `nil`.
     public static func firstValue(named name: String, in query: Substring) -> String? {
-        for component in query.split(separator: "&", omittingEmptySubsequences: true) {
+        for component in query.utf8.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: true) {
             let (rawName, rawValue) = split(component)
             guard nameMatches(rawName, name), let rawValue, !rawValue.isEmpty else { continue }
             let value = percentDecode(rawValue, plusIsSpace: true)
@@ -22,8 +27,9 @@ public enum QueryTokenParameters {
     public static func removing(names: [String], from query: Substring) -> String? {
         if query.isEmpty { return nil }
         guard containsParameter(namedAnyOf: names, in: query, withValue: false) else { return String(query) }
-        let result = query.split(separator: "&", omittingEmptySubsequences: false)
+        let result = query.utf8.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: false)
             .filter { !isParameter($0, namedAnyOf: names, withValue: false) }
+            .map { Substring($0) }
             .joined(separator: "&")
         return result.isEmpty ? nil : result
     }
@@ -32,49 +38,49 @@ public enum QueryTokenParameters {
     /// matches (the caller keeps what it has: nothing is copied).
     public static func redacting(names: [String], in query: Substring, replacement: String) -> String? {
         guard containsParameter(namedAnyOf: names, in: query, withValue: true) else { return nil }
-        return query.split(separator: "&", omittingEmptySubsequences: false).map { component in
+        return query.utf8.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: false).map { component in
             isParameter(component, namedAnyOf: names, withValue: true)
-                ? String(split(component).name) + "=" + replacement : String(component)
+                ? String(Substring(split(component).name)) + "=" + replacement : String(Substring(component))
         }.joined(separator: "&")
     }
 
     /// Whether a parameter's decoded name is in `names` (`withValue`: only one written with `=`). Allocates nothing,
-    /// so the common request, which carries no token parameter, costs one scan of its query.
+    /// so the common request, which carries no token parameter, costs one scan of its query's bytes.
     public static func containsParameter(namedAnyOf names: [String], in query: Substring, withValue: Bool) -> Bool {
-        var start = query.startIndex
+        let bytes = query.utf8
+        var start = bytes.startIndex
         while true {
-            let end = query[start...].firstIndex(of: "&") ?? query.endIndex
-            if isParameter(query[start..<end], namedAnyOf: names, withValue: withValue) { return true }
-            guard end < query.endIndex else { return false }
-            start = query.index(after: end)
+            let end = bytes[start...].firstIndex(of: UInt8(ascii: "&")) ?? bytes.endIndex
+            if isParameter(bytes[start..<end], namedAnyOf: names, withValue: withValue) { return true }
+            guard end < bytes.endIndex else { return false }
+            start = bytes.index(after: end)
         }
     }
 
     /// One `name[=value]` component: is its decoded name in `names` (and, with `withValue`, is it written with `=`)?
-    static func isParameter(_ component: Substring, namedAnyOf names: [String], withValue: Bool) -> Bool {
+    static func isParameter(_ component: Bytes, namedAnyOf names: [String], withValue: Bool) -> Bool {
         let (rawName, rawValue) = split(component)
         return !rawName.isEmpty && (!withValue || rawValue != nil) && names.contains { nameMatches(rawName, $0) }
     }
 
-    static func split(_ component: Substring) -> (name: Substring, value: Substring?) {
-        guard let eq = component.firstIndex(of: "=") else { return (component, nil) }
+    static func split(_ component: Bytes) -> (name: Bytes, value: Bytes?) {
+        guard let eq = component.firstIndex(of: UInt8(ascii: "=")) else { return (component, nil) }
         return (component[..<eq], component[component.index(after: eq)...])
     }
 
     /// Compares without allocating when the raw name has no escapes (the common case).
-    static func nameMatches(_ raw: Substring, _ name: String) -> Bool {
-        if !raw.utf8.contains(where: { $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "+") }) {
-            return raw.utf8.elementsEqual(name.utf8)
+    static func nameMatches(_ raw: Bytes, _ name: String) -> Bool {
+        if !raw.contains(where: { $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "+") }) {
+            return raw.elementsEqual(name.utf8)
         }
         return percentDecode(raw, plusIsSpace: true) == name
     }
 
     /// Decodes `%XX` escapes (invalid ones stay literal) and, if asked, `+` as space; bytes that are not UTF-8 become
     /// U+FFFD, which can never match a configured name or a valid token.
-    static func percentDecode(_ text: Substring, plusIsSpace: Bool) -> String {
-        let utf8 = text.utf8
+    static func percentDecode(_ utf8: Bytes, plusIsSpace: Bool) -> String {
         if !utf8.contains(where: { $0 == UInt8(ascii: "%") || (plusIsSpace && $0 == UInt8(ascii: "+")) }) {
-            return String(text)
+            return String(Substring(utf8))
         }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(utf8.count)

@@ -243,30 +243,44 @@ public struct UpstreamResponseDecoder: Sendable {
         let lengths = Self.listElements(head.headers["content-length"])
         if !codings.isEmpty {
             guard lengths.isEmpty else { throw UpstreamResponseError.conflictingFraming }
-            let chunked = codings.map { $0.lowercased() == "chunked" }
             // Chunked at most once (RFC 9112 §7); not last: the body runs until the close (§6.3 rule 4).
-            guard chunked.filter({ $0 }).count <= 1, !codings.contains(where: \.isEmpty) else {
-                throw UpstreamResponseError.conflictingFraming
+            var chunkedCount = 0
+            for coding in codings {
+                guard !coding.isEmpty else { throw UpstreamResponseError.conflictingFraming }
+                if Self.isChunked(coding) { chunkedCount += 1 }
             }
-            return chunked.last! ? .chunked : .untilClose
+            guard chunkedCount <= 1 else { throw UpstreamResponseError.conflictingFraming }
+            return Self.isChunked(codings.last!) ? .chunked : .untilClose
         }
         guard let first = lengths.first else { return .untilClose }
-        guard lengths.allSatisfy({ $0 == first }), first.count <= 18, !first.isEmpty,
-            first.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }), let length = Int(first)
+        guard lengths.allSatisfy({ $0.elementsEqual(first) }), first.count <= 18, !first.isEmpty,
+            first.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }), let length = Int(Substring(first))
         else { throw UpstreamResponseError.invalidContentLength }
         return .contentLength(length)
     }
 
-    /// The comma-separated elements of every copy of a field, trimmed, empty ones kept.
-    private static func listElements(_ values: [String]) -> [Substring] {
-        values.flatMap { value in
-            value.split(separator: ",", omittingEmptySubsequences: false).map { element in
+    /// `chunked`, in any case, without lowercasing a copy.
+    private static func isChunked(_ coding: Substring.UTF8View) -> Bool {
+        coding.count == 7 && zip(coding, "chunked".utf8).allSatisfy { $0 | 0x20 == $1 }
+    }
+
+    /// The comma-separated elements of every copy of a field, trimmed, empty ones kept. Bytes, not `Character`s: a
+    /// comma followed by a combining mark still separates two elements.
+    private static func listElements(_ values: [String]) -> [Substring.UTF8View] {
+        var elements: [Substring.UTF8View] = []
+        for value in values {
+            for element in value.utf8.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false) {
                 var element = element
-                while let first = element.first, first == " " || first == "\t" { element.removeFirst() }
-                while let last = element.last, last == " " || last == "\t" { element.removeLast() }
-                return element
+                while let first = element.first, first == UInt8(ascii: " ") || first == UInt8(ascii: "\t") {
+                    element.removeFirst()
+                }
+                while let last = element.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t") {
+                    element.removeLast()
+                }
+                elements.append(element)
             }
         }
+        return elements
     }
 
     /// Parses a complete head: status line, fields, blank line. Lines end in LF, optionally preceded by CR.

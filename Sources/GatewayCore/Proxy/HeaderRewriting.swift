@@ -24,9 +24,11 @@ public enum HopByHopHeaders {
         headers = kept
     }
 
-    /// The fixed names plus the `Connection` tokens of `headers`.
-    static func droppedNames(in headers: HTTPHeaders) -> [String] {
-        var dropped = names
+    /// `base` (the fixed names, or a list that starts with them) plus the `Connection` tokens of `headers`. Without
+    /// such tokens (the rule) this is `base` itself: nothing is allocated.
+    static func droppedNames(in headers: HTTPHeaders, base: [String] = names) -> [String] {
+        var dropped = base
+        guard headers.contains(name: "connection") else { return dropped }
         for token in headers[canonicalForm: "connection"] where !token.isEmpty {
             if !equalsIgnoringCase(token, "content-length") { dropped.append(String(token)) }
         }
@@ -36,7 +38,7 @@ public enum HopByHopHeaders {
     /// ASCII case-insensitive comparison; header names are ASCII tokens, so this needs no allocation.
     @inline(__always)
     static func equalsIgnoringCase(_ lhs: some StringProtocol, _ rhs: some StringProtocol) -> Bool {
-        lhs.utf8.elementsEqual(rhs.utf8) { a, b in
+        lhs.utf8.count == rhs.utf8.count && lhs.utf8.elementsEqual(rhs.utf8) { a, b in
             if a == b { return true }
             let lowerA = a | 0x20
             return lowerA == (b | 0x20) && lowerA >= UInt8(ascii: "a") && lowerA <= UInt8(ascii: "z")
@@ -59,6 +61,10 @@ public struct ForwardingContext: Sendable {
 
 /// Builds the headers of the upstream request from the client's.
 public enum RequestHeaderRewriter {
+    /// Hop-by-hop names and the ones the gateway sets itself, made once.
+    static let droppedFromClients =
+        HopByHopHeaders.names + ["host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"]
+
     /// Client headers -> upstream headers: hop-by-hop removed; Host set to upstream.hostHeader; X-Forwarded-For
     /// appended (existing value + ", " + client IP); X-Forwarded-Proto set (clientScheme); X-Forwarded-Host set to the
     /// client's Host header (if any); Last-Event-ID and everything else kept in order; every header named in
@@ -75,9 +81,8 @@ public enum RequestHeaderRewriter {
         context: ForwardingContext,
         removing: [String] = []
     ) -> HTTPHeaders {
-        var dropped = HopByHopHeaders.droppedNames(in: client)
-        dropped.append(contentsOf: ["host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"])
-        dropped.append(contentsOf: removing)
+        var dropped = HopByHopHeaders.droppedNames(in: client, base: droppedFromClients)
+        if !removing.isEmpty { dropped.append(contentsOf: removing) }
         let isChunked = client[canonicalForm: "transfer-encoding"].contains {
             HopByHopHeaders.equalsIgnoringCase($0, "chunked")
         }
@@ -107,13 +112,21 @@ public enum RequestHeaderRewriter {
 
 /// Builds the headers of the client response from the upstream's.
 public enum ResponseHeaderRewriter {
+    /// Hop-by-hop names and the ones an event stream's response gets from the gateway, made once.
+    static let droppedFromEventStreams =
+        HopByHopHeaders.names + ["cache-control", "content-length", "x-accel-buffering"]
+
     /// true iff Content-Type's media type is text/event-stream (case-insensitive, parameters allowed).
     public static func isEventStream(_ headers: HTTPHeaders) -> Bool {
         guard let contentType = headers.first(name: "content-type") else { return false }
-        var mediaType = contentType.prefix { $0 != ";" }
-        while mediaType.first == " " || mediaType.first == "\t" { mediaType.removeFirst() }
-        while mediaType.last == " " || mediaType.last == "\t" { mediaType.removeLast() }
-        return HopByHopHeaders.equalsIgnoringCase(mediaType, "text/event-stream")
+        var mediaType = contentType.utf8.prefix { $0 != UInt8(ascii: ";") }
+        while let first = mediaType.first, first == UInt8(ascii: " ") || first == UInt8(ascii: "\t") {
+            mediaType.removeFirst()
+        }
+        while let last = mediaType.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t") {
+            mediaType.removeLast()
+        }
+        return HopByHopHeaders.equalsIgnoringCase(Substring(mediaType), "text/event-stream")
     }
 
     /// Upstream headers -> client headers: hop-by-hop removed (incl. Transfer-Encoding: the client side sets its own framing);
@@ -122,8 +135,9 @@ public enum ResponseHeaderRewriter {
     ///
     /// `X-Accel-Buffering: no` tells an nginx in front of the gateway not to buffer the stream either.
     public static func clientHeaders(from upstream: HTTPHeaders, isEventStream: Bool) -> HTTPHeaders {
-        var dropped = HopByHopHeaders.droppedNames(in: upstream)
-        if isEventStream { dropped.append(contentsOf: ["cache-control", "content-length", "x-accel-buffering"]) }
+        let dropped = HopByHopHeaders.droppedNames(
+            in: upstream, base: isEventStream ? droppedFromEventStreams : HopByHopHeaders.names
+        )
         var headers = HTTPHeaders()
         headers.reserveCapacity(upstream.count + 2)
         for (name, value) in upstream where !dropped.contains(where: { HopByHopHeaders.equalsIgnoringCase(name, $0) }) {
