@@ -42,6 +42,44 @@ final class ResponseEncoderTests: XCTestCase {
         )
     }
 
+    func testAHeadThatCannotBeSentIsRefusedAndTheRestOfTheResponseDropped() throws {
+        let heads: [HTTPServerResponsePart] = [
+            head(.ok, ["x-a": "1\r\nset-cookie: evil=1"]),
+            head(.ok, ["x-a": "nul\u{0}"]),
+            head(.ok, ["bad name": "v"]),
+            head(.ok, ["": "v"]),
+            head(.custom(code: 200, reasonPhrase: "OK\r\nset-cookie: evil=1")),
+        ]
+        for bad in heads {
+            let encoder = HTTP1ResponseEncoder()
+            let channel = EmbeddedChannel(handler: encoder)
+            encoder.recordRequestMethod(.GET)
+            XCTAssertThrowsError(try channel.writeAndFlush(bad).wait()) {
+                XCTAssertEqual($0 as? HTTP1ResponseEncoderError, .invalidHead, "\(bad)")
+            }
+            XCTAssertThrowsError(try channel.throwIfErrorCaught(), "the connection handler hears of it") {
+                XCTAssertEqual($0 as? HTTP1ResponseEncoderError, .invalidHead)
+            }
+            XCTAssertThrowsError(try channel.writeAndFlush(body("data: x\n\n")).wait())
+            XCTAssertThrowsError(try channel.writeAndFlush(HTTPServerResponsePart.end(nil)).wait())
+            XCTAssertNil(try channel.readOutbound(as: IOData.self), "nothing of the response was written: \(bad)")
+            _ = try? channel.finish()
+        }
+        // The same fields, valid, go out as they are.
+        let text = try wire(.GET, [head(.ok, HTTPHeaders([("x-a", "1\tb c~\u{e9}"), ("x!#$%&'*+-.^_`|~", "v")])), .end(nil)])
+        XCTAssertTrue(text.contains("x-a: 1\tb c~\u{e9}\r\nx!#$%&'*+-.^_`|~: v\r\n"), text)
+    }
+
+    func testTrailersThatCannotBeSentAreRefused() throws {
+        let encoder = HTTP1ResponseEncoder()
+        let channel = EmbeddedChannel(handler: encoder)
+        encoder.recordRequestMethod(.GET)
+        try channel.writeAndFlush(head(.ok)).wait()
+        XCTAssertThrowsError(try channel.writeAndFlush(HTTPServerResponsePart.end(["x-t": "a\nb"])).wait())
+        XCTAssertThrowsError(try channel.throwIfErrorCaught())
+        _ = try? channel.finish()
+    }
+
     func testEverySizeLineIsTheHexLength() throws {
         for size in [1, 9, 10, 15, 16, 255, 256, 4095, 4096, 70_000] {
             let text = try wire(.GET, [head(.ok), body(String(repeating: "a", count: size))])

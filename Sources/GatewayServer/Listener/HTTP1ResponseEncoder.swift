@@ -9,6 +9,11 @@ import NIOPosix
 /// the chunk CRLF and the last chunk are slices of one immutable table per event-loop thread: a slice is a retain.
 /// Framing follows NIO's encoder with `automaticallySetFramingHeaders`: no body for 1xx/204/304 and CONNECT, headers
 /// but no body for HEAD, `Content-Length` kept, otherwise chunked on HTTP/1.1 and close-delimited on HTTP/1.0.
+///
+/// It also does `NIOHTTPResponseHeadersValidator`'s job, while it writes the head (one handler fewer per connection):
+/// a field name that is not a token, a value or reason phrase with a control character (CR and LF would split the
+/// response) fails the write with `HTTP1ResponseEncoderError.invalidHead`, fires it down the pipeline (the connection
+/// handler closes the connection on it), and every later part of that response is dropped.
 final class HTTP1ResponseEncoder: ChannelOutboundHandler, RemovableChannelHandler {
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = IOData
@@ -17,6 +22,8 @@ final class HTTP1ResponseEncoder: ChannelOutboundHandler, RemovableChannelHandle
     private var isChunked = false
     private var suppressBody = false
     private var frames: ChunkFrames?
+    /// A head was refused: nothing more of this connection's responses is written.
+    private var dropping = false
     private var context: ChannelHandlerContext?
 
     /// The method of the request the next final response answers (the connection handler calls it per request head).
@@ -31,6 +38,7 @@ final class HTTP1ResponseEncoder: ChannelOutboundHandler, RemovableChannelHandle
     /// below this handler: the handlers above see nothing of them, and nothing is framed twice. Only while
     /// `isWritingChunkedBody`, and only whole chunks, or parts of one that later writes complete.
     func writeChunkedWire(_ bytes: ByteBuffer) {
+        if dropping { return }
         precondition(isChunked, "chunked wire bytes for a response that is not chunked")
         context!.write(wrapOutboundOut(.byteBuffer(bytes)), promise: nil)
     }
@@ -50,6 +58,10 @@ final class HTTP1ResponseEncoder: ChannelOutboundHandler, RemovableChannelHandle
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if dropping {
+            promise?.fail(HTTP1ResponseEncoderError.invalidHead)
+            return
+        }
         switch unwrapOutboundIn(data) {
         case .head(var head):
             let code = head.status.code
@@ -59,9 +71,12 @@ final class HTTP1ResponseEncoder: ChannelOutboundHandler, RemovableChannelHandle
                 respondingToConnect = method == .CONNECT
             }
             let chunked = Self.frame(&head, hasBody: !respondingToConnect && head.status.mayHaveResponseBody)
-            isChunked = chunked && !suppressBody
             var buffer = context.channel.allocator.buffer(capacity: 256)
-            Self.serialize(head, into: &buffer)
+            guard Self.serialize(head, into: &buffer) else {
+                refuse(context: context, promise: promise)
+                return
+            }
+            isChunked = chunked && !suppressBody
             context.write(wrapOutboundOut(.byteBuffer(buffer)), promise: promise)
         case .body(let body):
             if suppressBody {
@@ -80,7 +95,10 @@ final class HTTP1ResponseEncoder: ChannelOutboundHandler, RemovableChannelHandle
                 if let trailers, !trailers.isEmpty {
                     var buffer = context.channel.allocator.buffer(capacity: 256)
                     buffer.writeStaticString("0\r\n")
-                    Self.serialize(trailers, into: &buffer)
+                    guard Self.serialize(trailers, into: &buffer) else {
+                        refuse(context: context, promise: promise)
+                        return
+                    }
                     context.write(wrapOutboundOut(.byteBuffer(buffer)), promise: promise)
                 } else {
                     context.write(wrapOutboundOut(.byteBuffer(frames!.lastChunk)), promise: promise)
@@ -90,6 +108,13 @@ final class HTTP1ResponseEncoder: ChannelOutboundHandler, RemovableChannelHandle
                 context.write(wrapOutboundOut(.byteBuffer(context.channel.allocator.buffer(capacity: 0))), promise: promise)
             }
         }
+    }
+
+    private func refuse(context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+        dropping = true
+        isChunked = false
+        promise?.fail(HTTP1ResponseEncoderError.invalidHead)
+        context.fireErrorCaught(HTTP1ResponseEncoderError.invalidHead)
     }
 
     private func sizeLine(_ size: Int, context: ChannelHandlerContext) -> ByteBuffer {
@@ -116,28 +141,59 @@ final class HTTP1ResponseEncoder: ChannelOutboundHandler, RemovableChannelHandle
         return true
     }
 
-    static func serialize(_ head: HTTPResponseHead, into buffer: inout ByteBuffer) {
+    /// Writes the status line and header lines; `false` (the buffer then holds part of them) when a name, a value or
+    /// the reason phrase cannot be sent.
+    static func serialize(_ head: HTTPResponseHead, into buffer: inout ByteBuffer) -> Bool {
+        let reason = head.status.reasonPhrase
+        guard isValidFieldValue(reason) else { return false }
         buffer.writeString("HTTP/\(head.version.major).\(head.version.minor) \(head.status.code) ")
-        buffer.writeString(head.status.reasonPhrase)
+        buffer.writeString(reason)
         buffer.writeStaticString("\r\n")
-        serialize(head.headers, into: &buffer)
+        return serialize(head.headers, into: &buffer)
     }
 
-    /// Header lines and the blank line that ends them.
-    static func serialize(_ headers: HTTPHeaders, into buffer: inout ByteBuffer) {
+    /// Header lines and the blank line that ends them; `false` at the first field that cannot be sent.
+    static func serialize(_ headers: HTTPHeaders, into buffer: inout ByteBuffer) -> Bool {
         for (name, value) in headers {
+            guard isValidFieldName(name), isValidFieldValue(value) else { return false }
             buffer.writeString(name)
             buffer.writeStaticString(": ")
             buffer.writeString(value)
             buffer.writeStaticString("\r\n")
         }
         buffer.writeStaticString("\r\n")
+        return true
+    }
+
+    /// RFC 9110 `token`: one or more `tchar`.
+    static func isValidFieldName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"),
+                UInt8(ascii: "%"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "*"), UInt8(ascii: "+"),
+                UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"),
+                UInt8(ascii: "|"), UInt8(ascii: "~"):
+                return true
+            default:
+                return false
+            }
+        }
+    }
+
+    /// RFC 9110 `field-value` as NIO's validator reads it: no control character but horizontal tab (so no CR, LF
+    /// or NUL).
+    static func isValidFieldValue(_ value: String) -> Bool {
+        value.utf8.allSatisfy { $0 == UInt8(ascii: "\t") || ($0 >= 0x20 && $0 != 0x7F) }
     }
 }
 
 /// A body part written for a response that must not have one (HEAD, CONNECT).
-struct HTTP1ResponseEncoderError: Error {
-    static let bodyNotAllowed = HTTP1ResponseEncoderError()
+struct HTTP1ResponseEncoderError: Error, Equatable {
+    private let reason: String
+    static let bodyNotAllowed = HTTP1ResponseEncoderError(reason: "a body part for a response that has none")
+    /// A field name, field value or reason phrase that cannot be sent (see `HTTP1ResponseEncoder`).
+    static let invalidHead = HTTP1ResponseEncoderError(reason: "a response head that cannot be sent")
 }
 
 /// Chunk framing bytes, made once per thread: `1\r\n` ... `fff\r\n`, `\r\n` and `0\r\n\r\n` in one buffer.
