@@ -323,7 +323,7 @@ public final class Gateway: Service, Sendable {
         ) { bootstrap in
             // Child options are set synchronously in the initializer: `childChannelOption` applies each one
             // through its own future chain, several allocations per option on every accepted connection.
-            bootstrap.childChannelInitializer { channel in
+            Self.setInheritedTCPOptions(bootstrap, waterMark: pipeline.connectionWaterMark).childChannelInitializer { channel in
                 let limit = runtimes.current.configuration.limits.maxConnections
                 guard openConnections.admit(channel, limit: limit) else {
                     // Over limits.max_connections: refuse at once rather than queue.
@@ -343,8 +343,31 @@ public final class Gateway: Service, Sendable {
 }
 
 extension Gateway {
-    /// The receive allocator and, for accepted connections, TCP_NODELAY and the write water mark, set without
-    /// futures. (ClientBootstrap sets TCP_NODELAY on upstream connections by default.)
+    /// TCP options for accepted connections, set once on the listening socket: Linux copies a listener's TCP options
+    /// into every socket it accepts, so they cost no system call per connection. Elsewhere `setConnectionOptions`
+    /// sets TCP_NODELAY on each connection.
+    static func setInheritedTCPOptions(
+        _ bootstrap: ServerBootstrap,
+        waterMark: ChannelOptions.Types.WriteBufferWaterMark
+    ) -> ServerBootstrap {
+        #if os(Linux)
+        // (`.socketOption(.tcp_nodelay)` would be SO_DEBUG: the level is what makes it TCP's option.)
+        bootstrap
+            .serverChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+            // The kernel's share of a slow client's backlog: without this, a client that stops reading gets up to
+            // `tcp_wmem`'s maximum (4 MiB here) queued in its socket before the channel turns unwritable, so
+            // `stream_buffer_bytes` and a shared stream's `subscriber_buffer_bytes` would only start counting after
+            // megabytes per client (and copying into that growing queue cost a shared stream 60% more CPU per
+            // event with 10% of its subscribers stalled). TCP_NOTSENT_LOWAT bounds only bytes not yet sent:
+            // in-flight data, and so throughput on long round trips, is not limited.
+            .serverChannelOption(.tcpOption(.init(rawValue: CInt(TCP_NOTSENT_LOWAT))), value: waterMark.high)
+        #else
+        bootstrap
+        #endif
+    }
+
+    /// The receive allocator and, for accepted connections, the write water mark (and TCP_NODELAY where the listener
+    /// does not pass it on), set without futures. (ClientBootstrap sets TCP_NODELAY on upstream connections.)
     static func setConnectionOptions(
         _ channel: any Channel,
         waterMark: ChannelOptions.Types.WriteBufferWaterMark?
@@ -356,17 +379,9 @@ extension Gateway {
         // last receive buffer: start small (heads fit in a few reads) instead of NIO's 2 KiB; it still grows.
         try options.setOption(.recvAllocator, value: recvAllocator)
         if let waterMark {
-            // (`.socketOption(.tcp_nodelay)` would be SO_DEBUG: the level is what makes it TCP's option.)
-            try options.setOption(.tcpOption(.tcp_nodelay), value: 1)
             try options.setOption(.writeBufferWaterMark, value: waterMark)
-            #if os(Linux)
-            // The kernel's share of a slow client's backlog: without this, a client that stops reading gets up to
-            // `tcp_wmem`'s maximum (4 MiB here) queued in its socket before the channel turns unwritable, so
-            // `stream_buffer_bytes` and a shared stream's `subscriber_buffer_bytes` would only start counting after
-            // megabytes per client (and copying into that growing queue cost a shared stream 60% more CPU per
-            // event with 10% of its subscribers stalled). TCP_NOTSENT_LOWAT bounds only bytes not yet sent:
-            // in-flight data, and so throughput on long round trips, is not limited.
-            try options.setOption(.tcpOption(.init(rawValue: CInt(TCP_NOTSENT_LOWAT))), value: waterMark.high)
+            #if !os(Linux)
+            try options.setOption(.tcpOption(.tcp_nodelay), value: 1)
             #endif
         }
     }

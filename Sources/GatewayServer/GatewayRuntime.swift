@@ -25,6 +25,15 @@ final class GatewayRuntime: Sendable {
     let admission: RequestAdmission
     /// Every token source and ticket parameter of every policy: what access logs redact, whatever the route.
     let redactedSources: [TokenSource]
+    /// The query parameter names among `redactedSources`.
+    let redactedQueryNames: [String]
+    /// Each new client connection's state-machine settings (HTTP/1, HTTP/2), made once per configuration.
+    let http1Settings: ClientConnectionStateMachine.Settings
+    let http2Settings: ClientConnectionStateMachine.Settings
+
+    func settings(isHTTP2: Bool) -> ClientConnectionStateMachine.Settings {
+        isHTTP2 ? http2Settings : http1Settings
+    }
     /// The public listener's TLS context, read from `tls` files; each new handshake takes the current runtime's.
     let listenerTLS: NIOSSLContext?
 
@@ -70,6 +79,9 @@ final class GatewayRuntime: Sendable {
             }
         }
         self.redactedSources = sources
+        self.redactedQueryNames = TokenRedaction.queryNames(of: sources)
+        self.http1Settings = ClientConnectionHandler.settings(configuration, isHTTP2: false)
+        self.http2Settings = ClientConnectionHandler.settings(configuration, isHTTP2: true)
         self.admission = RequestAdmission(
             configuration: configuration, routeTable: routeTable, authenticators: routeAuthenticators, cors: cors,
             tickets: tickets

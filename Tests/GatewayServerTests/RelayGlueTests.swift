@@ -310,6 +310,24 @@ final class RelayGlueTests: XCTestCase {
         XCTAssertTrue(glue.client.isActive, "the client's connection is kept")
     }
 
+    /// The connection's one callback is scheduled for the request head's deadline (5 s); the head comes and the
+    /// response head's deadline (30 s) is later, so the callback is left to fire early, find nothing due, and re-arm:
+    /// the timeout still comes at 30 s, neither at 5 s nor never.
+    func testADeadlineMovedLaterFiresAtItsNewTime() throws {
+        let glue = try makeGlue {
+            $0.limits.requestHeaderTimeout = .seconds(5)
+            $0.routes[0].timeouts.responseHeader = .seconds(30)
+        }
+        glue.loop.advanceTime(by: .seconds(1))
+        try get(glue, "/events/a")
+        glue.loop.advanceTime(by: .seconds(29))
+        XCTAssertNil(try clientReceived(glue).status, "nothing at the old deadline")
+        XCTAssertTrue(glue.upstream.isActive)
+        glue.loop.advanceTime(by: .seconds(1))
+        XCTAssertEqual(try clientReceived(glue).status, .gatewayTimeout)
+        XCTAssertFalse(glue.upstream.isActive)
+    }
+
     func testMaxStreamDurationEndsWithARetryHint() throws {
         let glue = try makeGlue { $0.routes[0].maxStreamDuration = .seconds(60) }
         try get(glue, "/events/a")

@@ -30,7 +30,7 @@ extension ClientConnectionHandler {
         let runtime = runtimes.current
         admission = PendingAdmission(head: head, runtime: runtime)
         let decision = runtime.admission.route(
-            head, clientIP: context.channel.remoteAddress?.ipAddress, now: Date().timeIntervalSince1970,
+            head, clientIP: clientIP, now: Date().timeIntervalSince1970,
             limits: environment.admission
         )
         take(decision, runtime: runtime, allowKeyRefresh: true, context: context)
@@ -80,7 +80,7 @@ extension ClientConnectionHandler {
         case .routed(let routed):
             admission?.routed = routed
             let forwarding = ForwardingContext(
-                clientAddress: context.channel.remoteAddress?.ipAddress, clientScheme: clientScheme
+                clientAddress: clientIP, clientScheme: clientScheme
             )
             let next = runtime.admission.authenticate(
                 routed, allowKeyRefresh: allowKeyRefresh, forwarding: forwarding, now: Date().timeIntervalSince1970,

@@ -288,10 +288,10 @@ extension ClientConnectionHandler {
     ) {
         // Built inside the metadata's autoclosure: below the `info` level nothing is redacted or formatted.
         environment.logger.info("access", metadata: [AccessRecord.metadataKey: .stringConvertible(AccessRecord(
-            client: context?.channel.remoteAddress?.ipAddress ?? "-",
+            client: clientIP ?? "-",
             method: method,
             route: route,
-            path: TokenRedaction.redact(uri: uri, sources: runtime.redactedSources),
+            path: TokenRedaction.redact(uri: uri, queryNames: runtime.redactedQueryNames),
             status: status,
             durationMilliseconds: durationNanoseconds / 1_000_000,
             bytes: bytes,

@@ -34,6 +34,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
     var exchange: ProxyExchange?
     /// The request being admitted: what a key refresh resumes, and what a local answer's access-log line names.
     var admission: PendingAdmission?
+    /// The client's address as text, made once per connection: admission, X-Forwarded-For and the access log use it.
+    lazy var clientIP: String? = context?.channel.remoteAddress?.ipAddress
     /// One scheduled callback per connection, at the earliest of its timers' deadlines (`settle`).
     private var timer: NIOScheduledCallback?
     private var timerDeadline: NIODeadline?
@@ -51,7 +53,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
         self.environment = environment
         self.clientScheme = clientScheme
         self.responseEncoder = responseEncoder
-        self.state = ClientConnectionStateMachine(settings: Self.settings(runtimes.current.configuration, isHTTP2: isHTTP2))
+        let runtime = runtimes.current
+        self.state = ClientConnectionStateMachine(settings: runtime.settings(isHTTP2: isHTTP2))
     }
 
     static func settings(_ configuration: GatewayConfiguration, isHTTP2: Bool) -> ClientConnectionStateMachine.Settings {
@@ -129,7 +132,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ChannelShouldQuiesceEvent {
-            state.settings = Self.settings(runtimes.current.configuration, isHTTP2: state.settings.isHTTP2)
+            state.settings = runtimes.current.settings(isHTTP2: state.settings.isHTTP2)
             run(state.quiesce(now: now))
         } else {
             context.fireUserInboundEventTriggered(event)
@@ -228,7 +231,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
             break
         case .admit(let head):
             responseEncoder?.recordRequestMethod(head.method)
-            state.settings = Self.settings(runtimes.current.configuration, isHTTP2: state.settings.isHTTP2)
+            state.settings = runtimes.current.settings(isHTTP2: state.settings.isHTTP2)
             admit(head, context: context)
         case .refreshKeys:
             refreshKeys(context: context)
@@ -291,8 +294,14 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
 
     private func armTimer(context: ChannelHandlerContext) {
         let earliest = state.timers.earliest
-        guard earliest != timerDeadline else { return }
-        timer?.cancel()
+        if let scheduled = timerDeadline {
+            // The callback already scheduled comes first (or no deadline is left): it finds nothing due and arms the
+            // earliest deadline then. A connection's deadlines mostly move later or go (request head, response head,
+            // heartbeat), and a cancel and a reschedule for each move cost every connection more than one early
+            // wake-up costs a few. handlerRemoved cancels it when the connection ends.
+            guard let earliest, earliest < scheduled else { return }
+            timer?.cancel()
+        }
         timerDeadline = earliest
         // Scheduling fails only on a loop that is shutting down: the connection goes with it.
         timer = earliest.flatMap { try? context.eventLoop.assumeIsolated().scheduleCallback(at: $0, handler: self) }
