@@ -24,12 +24,12 @@ public enum PathNormalizer {
     /// segment. A path that climbs above the root ("/..", "/a/../../b") -> badRequest. Decoded NUL/invalid UTF-8 ->
     /// badRequest. "//" is kept as-is (not collapsed). A "%2F" stays encoded in `raw` but becomes "/" in `decoded`.
     public static func normalize(_ rawPath: String) throws(GatewayError) -> NormalizedPath {
-        let bytes = Array(rawPath.utf8)
-        guard bytes.first == UInt8(ascii: "/") else { throw .badRequest("path must start with \"/\"") }
-        // Fast path: without "." or "%" there is nothing to remove and nothing to decode.
-        if !bytes.contains(where: { $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "%") || $0 == 0 }) {
+        guard rawPath.utf8.first == UInt8(ascii: "/") else { throw .badRequest("path must start with \"/\"") }
+        // Fast path: without "." or "%" there is nothing to remove and nothing to decode (and nothing to copy).
+        if !rawPath.utf8.contains(where: { $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "%") || $0 == 0 }) {
             return NormalizedPath(raw: rawPath, decoded: rawPath)
         }
+        let bytes = Array(rawPath.utf8)
 
         let segments = bytes.dropFirst().split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
         var output: [ArraySlice<UInt8>] = []

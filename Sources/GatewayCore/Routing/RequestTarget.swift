@@ -55,9 +55,10 @@ public struct RequestTarget: Sendable, Equatable {
             bytes.formIndex(after: &i)
         }
         guard let queryStart else { return RequestTarget(rawPath: uri, rawQuery: nil) }
+        // Sliced as bytes (every byte is ASCII by now): no rounding to Character boundaries.
         return RequestTarget(
-            rawPath: String(uri[..<queryStart]),
-            rawQuery: String(uri[bytes.index(after: queryStart)...])
+            rawPath: String(Substring(bytes[..<queryStart])),
+            rawQuery: String(Substring(bytes[bytes.index(after: queryStart)...]))
         )
     }
 }
