@@ -5,7 +5,11 @@
 #   Benchmarks/ab.sh BINARY_A BINARY_B [a|c|d|h] [ROUNDS]     (a binary may be nio-floor: sse-load floor-proxy)
 # a = 1,000 streams x 1 event/s (20 s), c = 100 streams x 200 events/s (15 s), d = churn 500/s (15 s), h = burst:
 # 5,000 streams x 1 event/5 s (40 s). The CPU is the gateway's over the whole sse-load run (set-up included), as
-# run.sh's "CPU s/Mev" column; for a, c and h also over the steady phase only (after the ramp), as its "steady".
+# run.sh's "CPU s/Mev" column; for a, c and h also over the steady phase only (after the ramp), as its "steady";
+# for d "steady" leaves out the first 5 s (the first connections warm code and allocator up).
+# DURATION (e.g. DURATION=45s) runs each scenario longer than its default: longer runs average out more of a VM's
+# scheduling noise. GATEWAY_LOG_LEVEL=notice turns the gateway's access log off (as run.sh's, and as nginx's
+# access_log off); the default, info, logs every request as shipped.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -33,19 +37,20 @@ run_once() {  # binary
     if [[ $1 == nio-floor ]]; then
         "$LOAD" floor-proxy --listen "$GATEWAY_ADDR" --upstream "$UPSTREAM_ADDR" --duration 1h >"$WORK/gateway.log" 2>&1 &
     else
-        "$1" serve --config "$WORK/gateway.yml" >"$WORK/gateway.log" 2>&1 &
+        "$1" serve --config "$WORK/gateway.yml" --log-level "${GATEWAY_LOG_LEVEL:-info}" >"$WORK/gateway.log" 2>&1 &
     fi
     local pid=$! url="http://$GATEWAY_ADDR"
     sleep 1
     local u0 s0; read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$pid/stat")
     case $SCENARIO in
-        a) "$LOAD" client --target "$url/a?interval_ms=1000&size=100" --streams 1000 --duration 20s --watch-pid "$pid" \
+        a) "$LOAD" client --target "$url/a?interval_ms=1000&size=100" --streams 1000 --duration "${DURATION:-20s}" --watch-pid "$pid" \
                --json ;;
-        c) "$LOAD" client --target "$url/c?interval_ms=5&size=200" --streams 100 --duration 15s --watch-pid "$pid" \
+        c) "$LOAD" client --target "$url/c?interval_ms=5&size=200" --streams 100 --duration "${DURATION:-15s}" --watch-pid "$pid" \
                --json ;;
-        h) "$LOAD" client --target "$url/h?interval_ms=5000&size=100" --streams 5000 --duration 40s --ramp 2000/s \
+        h) "$LOAD" client --target "$url/h?interval_ms=5000&size=100" --streams 5000 --duration "${DURATION:-40s}" --ramp 2000/s \
                --watch-pid "$pid" --json ;;
-        d) "$LOAD" churn --target "$url/d?interval_ms=1000&size=100" --rate 500/s --duration 15s --json ;;
+        d) "$LOAD" churn --target "$url/d?interval_ms=1000&size=100" --rate 500/s --duration "${DURATION:-15s}" \
+               --watch-pid "$pid" --warmup 5s --json ;;
     esac >"$WORK/out.json"
     local u1 s1; read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$pid/stat")
     kill "$pid"; wait "$pid" 2>/dev/null || true
@@ -53,8 +58,9 @@ run_once() {  # binary
         (if .mode == "churn" then .succeeded else .events end) as $work
         | def per($ticks): ($ticks / $tck) / $work * 1e6 * 10 | round / 10;
         (if .mode == "churn" then "connections" else "events" end) as $unit
-        | (if .steady_proxy_cpu_seconds == null or (.steady_events // 0) == 0 then ""
-           else ", steady \(.steady_proxy_cpu_seconds / .steady_events * 1e7 | round / 10)" end) as $steady
+        | (if .mode == "churn" then .steady_connections else .steady_events end) as $steadyWork
+        | (if .steady_proxy_cpu_seconds == null or ($steadyWork // 0) == 0 then ""
+           else ", steady \(.steady_proxy_cpu_seconds / $steadyWork * 1e7 | round / 10)" end) as $steady
         | "\($bin): \(per($user + $sys)) CPU s per million \($unit) (user \(per($user)), system \(per($sys))\($steady); "
             + "fail \(.streams_failed), seq \(.sequence_gaps + .reorders))"' \
         "$WORK/out.json"

@@ -547,7 +547,13 @@ private func printProgress(_ summary: StreamSummary, elapsed: Double) {
 }
 
 /// `sse-load churn`: a new connection per stream at `rate`, each reads one event and closes.
-func runChurn(plan: RequestPlan, rate: Double, duration: Double, maxInFlight: Int) -> ClientReport {
+///
+/// With `watchPIDs`, the processes' CPU time is read once `warmup` seconds have passed and again when every connection
+/// launched has settled: the report gives it with the number of connections launched in between, so the proxy's CPU
+/// per connection leaves out its first connections (code and allocator warming up), as `client`'s steady phase does.
+func runChurn(
+    plan: RequestPlan, rate: Double, duration: Double, maxInFlight: Int, watchPIDs: [Int32] = [], warmup: Double = 0
+) -> ClientReport {
     let limit = raiseOpenFileLimit()
     let run = LoadRun(plan: plan)
     run.onEveryLoop { $0.steady = true }
@@ -555,7 +561,11 @@ func runChurn(plan: RequestPlan, rate: Double, duration: Double, maxInFlight: In
     let end = start + duration
     var launched = 0
     var skipped = 0
+    var warm: (ticks: Int, launched: Int)?
     while monotonicSeconds() < end {
+        if warm == nil, !watchPIDs.isEmpty, monotonicSeconds() >= start + warmup {
+            warm = (cpuTicks(of: watchPIDs), launched)
+        }
         let due = Int((monotonicSeconds() - start) * rate) + 1
         while launched + skipped < due {
             if launched - run.progress.settled.load(ordering: .relaxed) >= maxInFlight {
@@ -572,6 +582,7 @@ func runChurn(plan: RequestPlan, rate: Double, duration: Double, maxInFlight: In
     while run.progress.settled.load(ordering: .relaxed) < launched && monotonicSeconds() < launchEnd + 11 {
         sleepSeconds(0.01)
     }
+    let settledTicks = watchPIDs.isEmpty ? nil : cpuTicks(of: watchPIDs)
     let (tally, _) = run.finish()
     var report = ClientReport(
         mode: "churn", target: plan.target.authority + plan.target.requestTarget, nofileLimit: limit,
@@ -580,5 +591,9 @@ func runChurn(plan: RequestPlan, rate: Double, duration: Double, maxInFlight: In
     )
     report.skippedInFlightCap = skipped
     report.connectsPerSecond = Double(tally.succeeded) / (launchEnd - start)
+    if let warm, let settledTicks {
+        report.steadyProxyCPUSeconds = Double(settledTicks - warm.ticks) / Double(sysconf(Int32(_SC_CLK_TCK)))
+        report.steadyConnections = launched - warm.launched
+    }
     return report
 }

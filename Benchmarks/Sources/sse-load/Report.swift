@@ -32,6 +32,8 @@ struct ClientReport: Encodable {
     var stalledClosedByServer: UInt64
     var connectsPerSecond: Double?
     var skippedInFlightCap: Int?
+    /// Churn with `--watch-pid`: connections launched after `--warmup`, whose CPU `steadyProxyCPUSeconds` is.
+    var steadyConnections: Int?
     var durationSeconds: Double
     var steadySeconds: Double
     /// CPU time of the watched proxy processes during the steady phase (`--watch-pid`), seconds.
@@ -113,6 +115,10 @@ struct ClientReport: Encodable {
         } else {
             lines.append(row("succeeded (got 1 event)", "\(succeeded)"))
             lines.append(row("connects/s achieved", String(format: "%.1f", connectsPerSecond ?? 0)))
+            if let cpu = steadyProxyCPUSeconds, let connections = steadyConnections, connections > 0 {
+                lines.append(row("proxy CPU (after warm-up)", String(format: "%.2f s, %.1f s per million connections",
+                                                                     cpu, cpu / Double(connections) * 1e6)))
+            }
             if let skipped = skippedInFlightCap, skipped > 0 {
                 lines.append(row("skipped (in-flight cap)", "\(skipped)"))
             }

@@ -102,13 +102,19 @@ extension SSELoad {
         @Option(name: .customLong("token-query"),
                 help: "With --tokens-file: send the token as this query parameter instead of Authorization: Bearer.")
         var tokenQuery: String?
+        @Option(name: .customLong("watch-pid"),
+                help: "A proxy process whose CPU time per connection to report, after --warmup (repeatable).")
+        var watchPIDs: [Int32] = []
+        @Option(help: "With --watch-pid: how long to run before reading the proxy's CPU time (e.g. 5s; default none).")
+        var warmup: String?
         @Flag(help: "Print one JSON object instead of a table.") var json = false
 
         func run() throws {
             let plan = try RequestPlan(target: try TargetURL(target), headers: try parseHeaders(headers),
                                        tokensFile: tokensFile, tokenQuery: tokenQuery)
             let report = runChurn(plan: plan, rate: try parseRate(rate), duration: try parseDuration(duration),
-                                  maxInFlight: maxInFlight)
+                                  maxInFlight: maxInFlight, watchPIDs: watchPIDs,
+                                  warmup: try warmup.map(parseDuration) ?? 0)
             print(json ? report.json() : report.table())
         }
     }
