@@ -18,6 +18,8 @@ A=$1 B=$2 SCENARIO=${3:-c} ROUNDS=${4:-2}
 LOAD="$HERE/.build/release/sse-load"
 UPSTREAM_ADDR=${UPSTREAM_ADDR:-127.0.0.1:9100}
 GATEWAY_ADDR=${GATEWAY_ADDR:-127.0.0.1:8080}
+source "$HERE/common.sh"
+require_free_ports "$UPSTREAM_ADDR" "$GATEWAY_ADDR"
 ulimit -n "$(ulimit -Hn)"
 WORK=$(mktemp -d /tmp/sse-ab.XXXXXX)
 cat >"$WORK/gateway.yml" <<CONF

@@ -1,4 +1,4 @@
-# Shell functions the benchmark scripts share (sourced by run.sh and share.sh, not run). Each caller defines `log`.
+# Shell functions the benchmark scripts share (sourced, not run). Callers of wait_port define `log`.
 
 wait_port() {  # host:port: until something accepts there (10 s)
     local host=${1%:*} port=${1##*:}
@@ -7,6 +7,20 @@ wait_port() {  # host:port: until something accepts there (10 s)
         sleep 0.1
     done
     log "nothing listening on $1"; return 1
+}
+
+# Refuses to start over a port something already listens on (a process left by an interrupted run): the gateway's
+# listener sets SO_REUSEPORT, so a second gateway binds beside the old one and the kernel splits the connections
+# between them, which halves what is measured instead of failing.   require_free_ports HOST:PORT...
+require_free_ports() {
+    local address
+    for address in "$@"; do
+        if ss -Hltn "sport = :${address##*:}" 2>/dev/null | grep -q .; then
+            echo "$(basename "$0"): $address is already in use (a process left from an earlier run?):" >&2
+            ss -Hltnp "sport = :${address##*:}" >&2 || true
+            exit 1
+        fi
+    done
 }
 
 # CPU ticks and RSS of a process and its children (nginx master + workers).

@@ -7,6 +7,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 GATEWAY=${1:-$HERE/../.build/release/sse-gateway}
 STREAMS=${2:-3000}
 LOAD="$HERE/.build/release/sse-load"
+source "$HERE/common.sh"
+require_free_ports 127.0.0.1:9100 127.0.0.1:8080 127.0.0.1:9901
 WORK=$(mktemp -d /tmp/sse-rss.XXXXXX)
 ulimit -n "$(ulimit -Hn)"
 cat >"$WORK/gateway.yml" <<CONF

@@ -126,8 +126,11 @@ cleanup() {
 trap cleanup EXIT
 log "work dir $WORK"
 
-# wait_port, proc_tree, cpu_ticks, rss_kib (CPU ticks and RSS of a process and its children), write_nginx_conf
+# wait_port, require_free_ports, proc_tree, cpu_ticks, rss_kib (CPU ticks and RSS of a process and its children),
+# write_nginx_conf
 source "$HERE/common.sh"
+require_free_ports "$UPSTREAM_ADDR" "$GATEWAY_ADDR" "$GATEWAY_ADMIN_ADDR" "$NGINX_ADDR" "$FLOOR_ADDR" "$HAPROXY_ADDR" \
+    "$NGINX_LUA_ADDR" "$ENVOY_ADDR"
 
 # --- the three targets ---
 start_proxy() {  # target [upstream host:port, default UPSTREAM_ADDR]

@@ -94,8 +94,9 @@ cleanup() {
 trap cleanup EXIT
 log "work dir $WORK"
 
-# wait_port, proc_tree, cpu_ticks, rss_kib, write_nginx_conf
+# wait_port, require_free_ports, proc_tree, cpu_ticks, rss_kib, write_nginx_conf
 source "$HERE/common.sh"
+require_free_ports "$UPSTREAM_ADDR" "$GATEWAY_ADDR" "$GATEWAY_ADMIN_ADDR" "$NGINX_ADDR"
 # Established connections whose local port is the upstream's: what the origin holds, whoever dialled it.
 upstream_connections() { ss -Htn state established "( sport = :${UPSTREAM_ADDR##*:} )" | wc -l; }
 load_average() { cut -d' ' -f1 /proc/loadavg; }
