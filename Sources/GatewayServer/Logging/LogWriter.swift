@@ -12,14 +12,15 @@ import Darwin
 ///
 /// A log reader that stalls (a full pipe, a slow log shipper) must not stall the relay: callers only append to a
 /// bounded in-memory buffer under a lock and return. Lines that do not fit while the buffer is full are dropped,
-/// counted, and reported in one line once the writer catches up. Lines arriving within a few milliseconds are written
-/// with one `write(2)`, so a busy gateway pays for neither a system call nor a thread wake-up per line.
+/// counted, and reported in one line once the writer catches up. Lines arriving within 25 ms of the first are written
+/// with one `write(2)`, so a busy gateway pays for neither a system call nor a thread wake-up per line (at 500 access
+/// lines a second, 5 ms batches cost the writer thread 3.3% of the gateway's CPU, 25 ms batches 1%).
 public final class LogWriter: @unchecked Sendable {
     /// Standard error, shared by every `GatewayLogHandler` that uses the default sink.
     public static let standardError = LogWriter(fileDescriptor: 2)
 
-    /// How long the writer lets lines gather after the first one arrives.
-    static let batchMicroseconds: UInt32 = 5_000
+    /// How long the writer lets lines gather after the first one arrives (how late a line may reach the log).
+    static let batchMicroseconds: UInt32 = 25_000
     private let fileDescriptor: CInt
     private let capacity: Int
     /// Guarded by `lock`.
