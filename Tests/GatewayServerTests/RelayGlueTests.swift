@@ -311,8 +311,7 @@ final class RelayGlueTests: XCTestCase {
     }
 
     /// The connection's one callback is scheduled for the request head's deadline (5 s); the head comes and the
-    /// response head's deadline (30 s) is later, so the callback is left to fire early, find nothing due, and re-arm:
-    /// the timeout still comes at 30 s, neither at 5 s nor never.
+    /// response head's deadline (30 s) is later: the timeout comes at 30 s, neither at 5 s nor never.
     func testADeadlineMovedLaterFiresAtItsNewTime() throws {
         let glue = try makeGlue {
             $0.limits.requestHeaderTimeout = .seconds(5)
