@@ -132,7 +132,7 @@ public struct ChunkedFramingScanner: Sendable, Hashable {
                     state = .sizeLineFeed
                 } else if lineLength > Self.maxSizeLineBytes {
                     throw .sizeLineTooLong
-                } else if Self.isControl(byte) {
+                } else if HTTPFieldSyntax.isControl(byte) {
                     throw .invalidSizeLine
                 }
             case .sizeLineFeed:
@@ -163,7 +163,7 @@ public struct ChunkedFramingScanner: Sendable, Hashable {
                 guard trailerBytes <= Self.maxTrailerBytes else { throw .trailersTooLong }
                 if byte == UInt8(ascii: "\r") {
                     state = .trailerLineFeed(hasContent: hasContent)
-                } else if Self.isControl(byte) {
+                } else if HTTPFieldSyntax.isControl(byte) {
                     throw .invalidTrailer
                 } else if !hasContent {
                     state = .trailerLine(hasContent: true)
@@ -192,11 +192,6 @@ public struct ChunkedFramingScanner: Sendable, Hashable {
         case UInt8(ascii: "A")...UInt8(ascii: "F"): return Int(byte &- UInt8(ascii: "A") &+ 10)
         default: return nil
         }
-    }
-
-    /// Control characters other than horizontal tab (which field values and extensions may hold).
-    static func isControl(_ byte: UInt8) -> Bool {
-        (byte < 0x20 && byte != UInt8(ascii: "\t")) || byte == 0x7F
     }
 }
 

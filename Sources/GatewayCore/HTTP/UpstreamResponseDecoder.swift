@@ -321,7 +321,7 @@ public struct UpstreamResponseDecoder: Sendable {
         if line.count > 12 {
             guard line[12] == UInt8(ascii: " ") else { throw UpstreamResponseError.invalidStatusLine }
             let text = UnsafeRawBufferPointer(rebasing: line[13...])
-            guard !text.contains(where: ChunkedFramingScanner.isControl) else {
+            guard !text.contains(where: HTTPFieldSyntax.isControl) else {
                 throw UpstreamResponseError.invalidStatusLine
             }
             reason = String(decoding: text, as: UTF8.self)
@@ -331,7 +331,7 @@ public struct UpstreamResponseDecoder: Sendable {
 
     private static func parseField(_ line: UnsafeRawBufferPointer) throws -> (String, String) {
         guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon > 0,
-            line[..<colon].allSatisfy(isTokenCharacter)
+            line[..<colon].allSatisfy(HTTPFieldSyntax.isTokenCharacter)
         else {
             // Includes obsolete line folding (a line starting with whitespace).
             throw UpstreamResponseError.invalidField
@@ -341,22 +341,11 @@ public struct UpstreamResponseDecoder: Sendable {
         while start < end, line[start] == UInt8(ascii: " ") || line[start] == UInt8(ascii: "\t") { start += 1 }
         while end > start, line[end - 1] == UInt8(ascii: " ") || line[end - 1] == UInt8(ascii: "\t") { end -= 1 }
         let value = UnsafeRawBufferPointer(rebasing: line[start..<end])
-        guard !value.contains(where: ChunkedFramingScanner.isControl) else { throw UpstreamResponseError.invalidField }
+        guard !value.contains(where: HTTPFieldSyntax.isControl) else { throw UpstreamResponseError.invalidField }
         return (
             String(decoding: UnsafeRawBufferPointer(rebasing: line[..<colon]), as: UTF8.self),
             String(decoding: value, as: UTF8.self)
         )
-    }
-
-    /// RFC 9110 `tchar`.
-    private static func isTokenCharacter(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-            UInt8(ascii: "0")...UInt8(ascii: "9"):
-            return true
-        default:
-            return "!#$%&'*+-.^_`|~".utf8.contains(byte)
-        }
     }
 }
 

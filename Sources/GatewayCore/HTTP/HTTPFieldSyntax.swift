@@ -1,0 +1,20 @@
+/// The byte classes of HTTP/1 field syntax, shared by what parses upstream heads and chunk framing and by what
+/// serialises the heads the gateway sends.
+public enum HTTPFieldSyntax {
+    /// RFC 9110 `tchar`: a byte of a field name (a `token`).
+    public static func isTokenCharacter(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"):
+            return true
+        default:
+            return "!#$%&'*+-.^_`|~".utf8.contains(byte)
+        }
+    }
+
+    /// A control character other than horizontal tab: never in a field value, a reason phrase or a chunk line (CR
+    /// and LF would split the message).
+    public static func isControl(_ byte: UInt8) -> Bool {
+        (byte < 0x20 && byte != UInt8(ascii: "\t")) || byte == 0x7F
+    }
+}
