@@ -303,8 +303,9 @@ public final class Gateway: Service, Sendable {
 
     /// Receive buffers for client and upstream channels: NIO keeps each channel's last one between reads, so an idle
     /// stream holds it for hours. Starting at 512 B instead of 2 KiB saved ~3 KiB per held stream (two channels) in
-    /// `Benchmarks/`; it still grows to 64 KiB under load.
-    static let recvAllocator = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536)
+    /// `Benchmarks/`; it still grows to 64 KiB under load. `CompactRecvAllocator` is NIO's adaptive allocator with
+    /// these bounds, small enough not to be boxed per channel.
+    static let recvAllocator = CompactRecvAllocator()
 
     private func bindGateway(_ configuration: GatewayConfiguration) async throws -> GatewayListener {
         let runtimes = self.runtimes

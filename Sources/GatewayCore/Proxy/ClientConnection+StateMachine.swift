@@ -55,8 +55,9 @@ public struct ClientConnectionStateMachine: Sendable {
     var collectedBody: ByteBuffer?
     var collectedBodyLimit = 0
     /// HTTP/1.1 pipelining: parts of requests that arrived while an earlier one was answered. Client reads stop while
-    /// any wait, so this holds at most what one read decoded.
-    var pipelined = CircularBuffer<HTTPServerRequestPart>(initialCapacity: 0)
+    /// any wait, so this holds at most what one read decoded: an array, not a `CircularBuffer`, whose storage every
+    /// connection would allocate at once (48 B per held stream) where an empty array allocates nothing.
+    var pipelined: [HTTPServerRequestPart] = []
     var replayingPipelined = false
     var sentRequestBody = false
     var requestForwardedCompletely = false

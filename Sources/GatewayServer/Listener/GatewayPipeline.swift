@@ -18,6 +18,9 @@ struct GatewayPipeline: Sendable {
     let drain: DrainConfiguration
     /// Fixed when the listener binds: a reload can swap the certificate, not turn TLS on or off.
     let usesTLS: Bool
+    /// Makes an HTTP/1 request decoder with the configured limits; one closure for every connection, which keeps it
+    /// to bring a fresh decoder back after a stream (a closure per connection was 48 B per held stream).
+    let makeRequestDecoder: @Sendable () -> ClientConnectionHandler.RequestDecoder
 
     init(configuration: GatewayConfiguration, runtimes: RuntimeHolder, connectors: UpstreamConnectors,
          environment: GatewayEnvironment) {
@@ -28,6 +31,18 @@ struct GatewayPipeline: Sendable {
         self.http2 = configuration.http2
         self.drain = configuration.drain
         self.usesTLS = configuration.tls != nil
+        var decoderLimits = NIOHTTPDecoderLimitConfiguration()
+        decoderLimits.maxHeaderListSize = configuration.limits.maxHeaderBytes
+        decoderLimits.maxHeaderFieldSize = configuration.limits.maxHeaderBytes
+        self.makeRequestDecoder = { [decoderLimits] in
+            ByteToMessageHandler(
+                HTTPRequestDecoder(
+                    leftOverBytesStrategy: .dropBytes,
+                    informationalResponseStrategy: .drop,
+                    limitConfiguration: decoderLimits
+                )
+            )
+        }
     }
 
     /// The socket write buffer water mark for connection channels (the HTTP/1 backpressure threshold).
@@ -60,9 +75,6 @@ struct GatewayPipeline: Sendable {
     }
 
     private func configureHTTP1(_ channel: any Channel, clientScheme: String) throws {
-        var decoderLimits = NIOHTTPDecoderLimitConfiguration()
-        decoderLimits.maxHeaderListSize = limits.maxHeaderBytes
-        decoderLimits.maxHeaderFieldSize = limits.maxHeaderBytes
         let sync = channel.pipeline.syncOperations
         // NIO's configureHTTPServerPipeline, with our encoder in place of HTTPResponseEncoder (no allocation per
         // chunk; the connection handler tells it each request's method: HEAD responses have no body) and without
@@ -71,18 +83,9 @@ struct GatewayPipeline: Sendable {
         // epoll_ctl calls per stream, ~6% of the CPU per new connection), and without NIOHTTPResponseHeadersValidator:
         // the encoder checks each field as it writes it.
         let encoder = HTTP1ResponseEncoder()
-        let makeDecoder = {
-            ByteToMessageHandler(
-                HTTPRequestDecoder(
-                    leftOverBytesStrategy: .dropBytes,
-                    informationalResponseStrategy: .drop,
-                    limitConfiguration: decoderLimits
-                )
-            )
-        }
         let handler = makeClientHandler(on: channel, clientScheme: clientScheme, isHTTP2: false, responseEncoder: encoder)
-        handler.makeRequestDecoder = makeDecoder
-        try sync.addHandlers([encoder, makeDecoder(), handler])
+        handler.makeRequestDecoder = makeRequestDecoder
+        try sync.addHandlers([encoder, makeRequestDecoder(), handler])
     }
 
     private func configureHTTP2(_ channel: any Channel) throws {

@@ -19,7 +19,10 @@ final class HTTP1ResponseEncoder: ChannelOutboundHandler, RemovableChannelHandle
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = IOData
 
-    private var requestMethods = CircularBuffer<HTTPMethod>(initialCapacity: 2)
+    /// The methods of requests whose final responses are still to come, oldest first: the first one inline, the
+    /// pipelined rest in an array (a queue's storage would be allocated for every connection, for one method).
+    private var nextRequestMethod: HTTPMethod?
+    private var laterRequestMethods: [HTTPMethod] = []
     private var isChunked = false
     private var suppressBody = false
     private var frames: ChunkFrames?
@@ -29,7 +32,17 @@ final class HTTP1ResponseEncoder: ChannelOutboundHandler, RemovableChannelHandle
 
     /// The method of the request the next final response answers (the connection handler calls it per request head).
     func recordRequestMethod(_ method: HTTPMethod) {
-        requestMethods.append(method)
+        if nextRequestMethod == nil {
+            nextRequestMethod = method
+        } else {
+            laterRequestMethods.append(method)
+        }
+    }
+
+    private func popRequestMethod() -> HTTPMethod? {
+        guard let method = nextRequestMethod else { return nil }
+        nextRequestMethod = laterRequestMethods.isEmpty ? nil : laterRequestMethods.removeFirst()
+        return method
     }
 
     /// Whether the response in progress has a chunked body (its head was written, its end not yet).
@@ -67,7 +80,7 @@ final class HTTP1ResponseEncoder: ChannelOutboundHandler, RemovableChannelHandle
         case .head(var head):
             let code = head.status.code
             var respondingToConnect = false
-            if !((100..<200).contains(code) && code != 101), let method = requestMethods.popFirst() {
+            if !((100..<200).contains(code) && code != 101), let method = popRequestMethod() {
                 suppressBody = method == .HEAD || method == .CONNECT
                 respondingToConnect = method == .CONNECT
             }

@@ -6,11 +6,12 @@ import NIOHTTP1
 extension ClientConnectionHandler {
     typealias RequestDecoder = ByteToMessageHandler<HTTPRequestDecoder>
 
-    /// A parked decoder: its stand-in, and the decoder's removal (NIO completes it on a later tick, after decoding
-    /// what it had buffered: those parts still reach this handler, as pipelined requests).
+    /// A parked decoder: its stand-in, and the decoder's removal while it is in progress (NIO completes it on a later
+    /// tick, after decoding what it had buffered: those parts still reach this handler, as pipelined requests). The
+    /// future is let go once complete, not kept for the stream's hours (72 B per held stream).
     struct ParkedDecoder {
         let standIn: ParkedRequestDecoder
-        let decoderRemoved: EventLoopFuture<Void>
+        var removalInProgress: EventLoopFuture<Void>?
     }
 
     /// After a stream's head went out: the stand-in goes in front of the decoder, and the decoder leaves.
@@ -25,8 +26,11 @@ extension ClientConnectionHandler {
             return  // the pipeline is being torn down: nothing to park for
         }
         let removed = context.eventLoop.makePromise(of: Void.self)
+        parkedDecoder = ParkedDecoder(standIn: standIn, removalInProgress: removed.futureResult)
         sync.removeHandler(decoder, promise: removed)
-        parkedDecoder = ParkedDecoder(standIn: standIn, decoderRemoved: removed.futureResult)
+        removed.futureResult.assumeIsolated().whenComplete { [self] _ in
+            if parkedDecoder?.standIn === standIn { parkedDecoder?.removalInProgress = nil }
+        }
     }
 
     /// The turn ended and the connection stays: once the old decoder is gone, a fresh one goes in behind the stand-in,
@@ -34,7 +38,7 @@ extension ClientConnectionHandler {
     func unparkRequestDecoder(context: ChannelHandlerContext) {
         guard let parked = parkedDecoder, let makeRequestDecoder else { return }
         parkedDecoder = nil
-        parked.decoderRemoved.assumeIsolated().whenComplete { _ in
+        let bringBack = {
             let sync = context.pipeline.syncOperations
             do {
                 try sync.addHandler(makeRequestDecoder(), position: .after(parked.standIn))
@@ -46,6 +50,11 @@ extension ClientConnectionHandler {
             } else {
                 context.eventLoop.assumeIsolated().execute { parked.standIn.release() }
             }
+        }
+        if let removal = parked.removalInProgress {
+            removal.assumeIsolated().whenComplete { _ in bringBack() }
+        } else {
+            bringBack()
         }
     }
 }
