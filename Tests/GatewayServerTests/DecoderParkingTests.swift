@@ -50,12 +50,7 @@ final class DecoderParkingTests: XCTestCase {
     }
 
     private func sent(_ connection: Connection) throws -> String {
-        var text = ""
-        while let data = try connection.client.readOutbound(as: IOData.self) {
-            guard case .byteBuffer(let buffer) = data else { continue }
-            text += String(buffer: buffer)
-        }
-        return text
+        try connection.client.outboundText()
     }
 
     private func has<Handler: ChannelHandler>(_ connection: Connection, _ type: Handler.Type) -> Bool {

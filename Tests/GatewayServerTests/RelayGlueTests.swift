@@ -31,7 +31,7 @@ final class RelayGlueTests: XCTestCase {
             let reads = ReadCounter()
             let handler = UpstreamChannelHandler()
             let channel = EmbeddedChannel(loop: loop)
-            try! channel.pipeline.syncOperations.addHandlers([reads, HTTPRequestEncoder(), handler])
+            try! channel.pipeline.syncOperations.addHandlers([reads, handler])
             try! channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 9)).wait()
             dialled.append((channel, reads))
             defer { nextIsReused = false }

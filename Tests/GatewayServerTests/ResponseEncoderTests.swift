@@ -13,13 +13,8 @@ final class ResponseEncoderTests: XCTestCase {
         let channel = EmbeddedChannel(handler: encoder)
         if let method { encoder.recordRequestMethod(method) }
         for part in parts { try channel.writeOutbound(part) }
-        var text = ""
-        while let buffer = try channel.readOutbound(as: IOData.self) {
-            guard case .byteBuffer(let bytes) = buffer else { XCTFail("file region"); continue }
-            text += String(buffer: bytes)
-        }
-        _ = try channel.finish()
-        return text
+        defer { _ = try? channel.finish() }
+        return try channel.outboundText()
     }
 
     private func head(_ status: HTTPResponseStatus, _ headers: HTTPHeaders = [:], version: HTTPVersion = .http1_1)

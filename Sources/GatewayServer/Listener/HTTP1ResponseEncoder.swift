@@ -23,9 +23,8 @@ final class HTTP1ResponseEncoder: ChannelOutboundHandler, RemovableChannelHandle
     /// pipelined rest in an array (a queue's storage would be allocated for every connection, for one method).
     private var nextRequestMethod: HTTPMethod?
     private var laterRequestMethods: [HTTPMethod] = []
-    private var isChunked = false
+    private var body: HTTP1BodyWriter?
     private var suppressBody = false
-    private var frames: ChunkFrames?
     /// A head was refused: nothing more of this connection's responses is written.
     private var dropping = false
     private var context: ChannelHandlerContext?
@@ -46,14 +45,14 @@ final class HTTP1ResponseEncoder: ChannelOutboundHandler, RemovableChannelHandle
     }
 
     /// Whether the response in progress has a chunked body (its head was written, its end not yet).
-    var isWritingChunkedBody: Bool { isChunked }
+    var isWritingChunkedBody: Bool { body?.isChunked == true }
 
     /// Writes bytes that are already chunk framing and data (an upstream's chunked body passed through) straight
     /// below this handler: the handlers above see nothing of them, and nothing is framed twice. Only while
     /// `isWritingChunkedBody`, and only whole chunks, or parts of one that later writes complete.
     func writeChunkedWire(_ bytes: ByteBuffer) {
         if dropping { return }
-        precondition(isChunked, "chunked wire bytes for a response that is not chunked")
+        precondition(isWritingChunkedBody, "chunked wire bytes for a response that is not chunked")
         context!.write(wrapOutboundOut(.byteBuffer(bytes)), promise: nil)
     }
 
@@ -63,7 +62,7 @@ final class HTTP1ResponseEncoder: ChannelOutboundHandler, RemovableChannelHandle
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        frames = ChunkFrames.forCurrentThread()
+        body = HTTP1BodyWriter()
         self.context = context
     }
 
@@ -90,104 +89,43 @@ final class HTTP1ResponseEncoder: ChannelOutboundHandler, RemovableChannelHandle
                 refuse(context: context, promise: promise)
                 return
             }
-            isChunked = chunked && !suppressBody
+            body!.isChunked = chunked && !suppressBody
             context.write(wrapOutboundOut(.byteBuffer(buffer)), promise: promise)
-        case .body(let body):
+        case .body(let part):
             if suppressBody {
                 promise?.fail(HTTP1ResponseEncoderError.bodyNotAllowed)
-            } else if isChunked, body.readableBytes > 0 {
-                context.write(wrapOutboundOut(.byteBuffer(sizeLine(body.readableBytes, context: context))), promise: nil)
-                context.write(wrapOutboundOut(body), promise: nil)
-                context.write(wrapOutboundOut(.byteBuffer(frames!.crlf)), promise: promise)
             } else {
-                context.write(wrapOutboundOut(body), promise: promise)
+                body!.write(part, context: context, promise: promise)
             }
         case .end(let trailers):
             suppressBody = false
-            if isChunked {
-                isChunked = false
-                if let trailers, !trailers.isEmpty {
-                    var buffer = context.channel.allocator.buffer(capacity: 256)
-                    buffer.writeStaticString("0\r\n")
-                    guard Self.serialize(trailers, into: &buffer) else {
-                        refuse(context: context, promise: promise)
-                        return
-                    }
-                    context.write(wrapOutboundOut(.byteBuffer(buffer)), promise: promise)
-                } else {
-                    context.write(wrapOutboundOut(.byteBuffer(frames!.lastChunk)), promise: promise)
-                }
-            } else if let promise {
-                // Nothing to write, but the promise must complete after the writes before it.
-                context.write(wrapOutboundOut(.byteBuffer(context.channel.allocator.buffer(capacity: 0))), promise: promise)
+            if !body!.writeEnd(trailers, context: context, promise: promise) {
+                refuse(context: context, promise: promise)
             }
         }
     }
 
     private func refuse(context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
         dropping = true
-        isChunked = false
+        body?.isChunked = false
         promise?.fail(HTTP1ResponseEncoderError.invalidHead)
         context.fireErrorCaught(HTTP1ResponseEncoderError.invalidHead)
     }
 
-    private func sizeLine(_ size: Int, context: ChannelHandlerContext) -> ByteBuffer {
-        if let line = frames!.sizeLine(size) { return line }
-        var buffer = context.channel.allocator.buffer(capacity: 18)
-        buffer.writeString(String(size, radix: 16))
-        buffer.writeStaticString("\r\n")
-        return buffer
-    }
-
     /// Fixes the framing headers; returns whether the body is chunked.
     static func frame(_ head: inout HTTPResponseHead, hasBody: Bool) -> Bool {
-        guard hasBody else {
-            head.headers.remove(name: "content-length")
-            head.headers.remove(name: "transfer-encoding")
-            return false
-        }
-        if head.headers.contains(name: "content-length") {
-            head.headers.remove(name: "transfer-encoding")
-            return false
-        }
-        guard head.version.major == 1, head.version.minor >= 1 else { return false }
-        head.headers.replaceOrAdd(name: "transfer-encoding", value: "chunked")
-        return true
+        HTTP1Fields.frame(&head.headers, version: head.version, body: hasBody ? .expected : .none)
     }
 
     /// Writes the status line and header lines; `false` (the buffer then holds part of them) when a name, a value or
     /// the reason phrase cannot be sent.
     static func serialize(_ head: HTTPResponseHead, into buffer: inout ByteBuffer) -> Bool {
         let reason = head.status.reasonPhrase
-        guard isValidFieldValue(reason) else { return false }
+        guard HTTP1Fields.isValidFieldValue(reason) else { return false }
         buffer.writeString("HTTP/\(head.version.major).\(head.version.minor) \(head.status.code) ")
         buffer.writeString(reason)
         buffer.writeStaticString("\r\n")
-        return serialize(head.headers, into: &buffer)
-    }
-
-    /// Header lines and the blank line that ends them; `false` at the first field that cannot be sent.
-    static func serialize(_ headers: HTTPHeaders, into buffer: inout ByteBuffer) -> Bool {
-        for (name, value) in headers {
-            guard isValidFieldName(name), isValidFieldValue(value) else { return false }
-            buffer.writeString(name)
-            buffer.writeStaticString(": ")
-            buffer.writeString(value)
-            buffer.writeStaticString("\r\n")
-        }
-        buffer.writeStaticString("\r\n")
-        return true
-    }
-
-    /// RFC 9110 `token`: one or more `tchar`.
-    static func isValidFieldName(_ name: String) -> Bool {
-        !name.isEmpty && name.utf8.allSatisfy(HTTPFieldSyntax.isTokenCharacter)
-    }
-
-    /// RFC 9110 `field-value` as NIO's validator reads it: no control character but horizontal tab (so no CR, LF
-    /// or NUL).
-    static func isValidFieldValue(_ value: String) -> Bool {
-        !value.utf8.contains(where: HTTPFieldSyntax.isControl)
+        return HTTP1Fields.serialize(head.headers, into: &buffer)
     }
 }
 

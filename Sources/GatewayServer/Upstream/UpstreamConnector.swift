@@ -134,7 +134,6 @@ final class UpstreamConnector: @unchecked Sendable {
                     if let tls = endpoint.tlsContext {
                         try sync.addHandler(NIOSSLClientHandler(context: tls, serverHostname: endpoint.serverName))
                     }
-                    try sync.addHandler(HTTPRequestEncoder())
                     try sync.addHandler(handler.value)
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {
