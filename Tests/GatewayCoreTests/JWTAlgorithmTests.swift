@@ -27,6 +27,38 @@ final class JWTAlgorithmTests: XCTestCase {
         }
     }
 
+    /// The secret's HMAC states are keyed once and copied per token: many distinct tokens, bad signatures between
+    /// them, from several threads at once, each judged on its own (a shared state written by one verification would
+    /// fail the next valid token or pass a forged one).
+    func testKeyedHMACStatesServeManyTokensConcurrently() async throws {
+        let auth = try Policies.jwt([.hs256, .hs384, .hs512])
+        var tokens: [(token: String, valid: Bool)] = []
+        for (i, digest) in [DigestAlgorithm.sha256, .sha384, .sha512].enumerated() {
+            for n in 0..<20 {
+                let token = try await Mint.token(Mint.valid { $0.sub = "user-\(i)-\(n)" }) {
+                    await $0.add(hmac: HMACKey(from: TestKeys.secret), digestAlgorithm: digest)
+                }
+                tokens.append((token, true))
+                let parts = token.split(separator: ".")
+                let otherSignature = try await Mint.token(Mint.valid { $0.sub = "other-\(i)-\(n)" }) {
+                    await $0.add(hmac: HMACKey(from: TestKeys.secret), digestAlgorithm: digest)
+                }.split(separator: ".")[2]
+                tokens.append((parts[0] + "." + parts[1] + "." + otherSignature, false))
+            }
+        }
+        let all = tokens
+        let rounds = await withTaskGroup(of: [Bool].self) { group in
+            for _ in 0..<4 {
+                group.addTask { all.map { auth.bearer($0.token).request != nil } }
+            }
+            return await group.reduce(into: [[Bool]]()) { $0.append($1) }
+        }
+        XCTAssertEqual(rounds.count, 4)
+        for (round, verdicts) in rounds.enumerated() {
+            XCTAssertEqual(verdicts, all.map(\.valid), "round \(round)")
+        }
+    }
+
     func testPublicKeyAlgorithmsFromPEMFiles() async throws {
         let cases: [(GatewayCore.JWTAlgorithm, String, (JWTKeyCollection) async -> Void)] = [
             (

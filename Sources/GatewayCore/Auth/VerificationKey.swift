@@ -10,7 +10,7 @@ import JWTKit
 /// with the same swift-crypto primitives jwt-kit uses, without an async hop.
 public struct VerificationKey: Sendable, CustomStringConvertible {
     enum Material: @unchecked Sendable {
-        case hmac(SymmetricKey)
+        case hmac(KeyedHMAC)
         case rsa(_RSA.Signing.PublicKey)
         case p256(P256.Signing.PublicKey)
         case p384(P384.Signing.PublicKey)
@@ -60,12 +60,12 @@ public struct VerificationKey: Sendable, CustomStringConvertible {
     func verify(_ signature: [UInt8], signs signingInput: ArraySlice<UInt8>, algorithm: JWTAlgorithm) -> Bool {
         guard algorithms.contains(algorithm) else { return false }
         switch (material, algorithm) {
-        case (.hmac(let key), .hs256):
-            return HMAC<SHA256>.isValidAuthenticationCode(signature, authenticating: signingInput, using: key)
-        case (.hmac(let key), .hs384):
-            return HMAC<SHA384>.isValidAuthenticationCode(signature, authenticating: signingInput, using: key)
-        case (.hmac(let key), .hs512):
-            return HMAC<SHA512>.isValidAuthenticationCode(signature, authenticating: signingInput, using: key)
+        case (.hmac(let keyed), .hs256):
+            return keyed.sha256.isValid(signature, for: signingInput)
+        case (.hmac(let keyed), .hs384):
+            return keyed.sha384.isValid(signature, for: signingInput)
+        case (.hmac(let keyed), .hs512):
+            return keyed.sha512.isValid(signature, for: signingInput)
         case (.rsa(let key), _):
             let rsaSignature = _RSA.Signing.RSASignature(rawRepresentation: signature)
             let padding: _RSA.Signing.Padding
@@ -108,7 +108,7 @@ extension VerificationKey {
         guard secret.utf8.count >= minimumSecretBytes else {
             throw KeyError("the secret must be at least \(minimumSecretBytes) bytes")
         }
-        let material = Material.hmac(SymmetricKey(data: Array(secret.utf8)))
+        let material = Material.hmac(KeyedHMAC(SymmetricKey(data: Array(secret.utf8))))
         let algorithms = family(of: material).intersection(allowed)
         guard !algorithms.isEmpty else {
             throw KeyError("a secret is set but no HS256/HS384/HS512 algorithm is allowed")
@@ -201,5 +201,29 @@ extension VerificationKey {
     struct KeyError: Error {
         let message: String
         init(_ message: String) { self.message = message }
+    }
+}
+
+/// A secret's HMAC states, keyed once: `HMAC(key:)` pads the key and hashes both pads (allocating as it goes) on
+/// every call, which `isValidAuthenticationCode(_:authenticating:using:)` does per token. A copy of a keyed state
+/// (copy-on-write) takes the token's bytes instead.
+struct KeyedHMAC: Sendable {
+    let sha256: HMAC<SHA256>
+    let sha384: HMAC<SHA384>
+    let sha512: HMAC<SHA512>
+
+    init(_ key: SymmetricKey) {
+        sha256 = HMAC(key: key)
+        sha384 = HMAC(key: key)
+        sha512 = HMAC(key: key)
+    }
+}
+
+extension HMAC {
+    /// Whether `code` authenticates `data`: the comparison is swift-crypto's constant-time one.
+    func isValid(_ code: [UInt8], for data: ArraySlice<UInt8>) -> Bool {
+        var mac = self
+        mac.update(data: data)
+        return mac.finalize() == code
     }
 }
