@@ -2,18 +2,20 @@
 # A/B of two sse-gateway binaries on one scenario: runs them alternately against the same sse-load upstream and
 # prints the gateway's CPU seconds per million events (churn: per million connections), user and system apart, for
 # each run, so a change can be seen past the ~10% spread between runs. Loopback only. Usage:
-#   Benchmarks/ab.sh BINARY_A BINARY_B [a|c|d|h] [ROUNDS]     (a binary may be nio-floor: sse-load floor-proxy)
-# a = 1,000 streams x 1 event/s (20 s), c = 100 streams x 200 events/s (15 s), d = churn 500/s (15 s), h = burst:
-# 5,000 streams x 1 event/5 s (40 s). The CPU is the gateway's over the whole sse-load run (set-up included), as
-# run.sh's "CPU s/Mev" column; for a, c and h also over the steady phase only (after the ramp), as its "steady";
-# for d "steady" leaves out the first 5 s (the first connections warm code and allocator up).
+#   Benchmarks/ab.sh BINARY_A BINARY_B [a|c|d|e|h] [ROUNDS]   (a binary may be nio-floor: sse-load floor-proxy)
+# a = 1,000 streams x 1 event/s (20 s), c = 100 streams x 200 events/s (15 s), d = churn 500/s (15 s), e = churn
+# 300/s with a distinct JWT per connection in ?access_token= (run.sh's e load, on the same unauthenticated route),
+# h = burst: 5,000 streams x 1 event/5 s (40 s). RATE (e.g. RATE=100) sets d's and e's connections per second.
+# The CPU is the gateway's over the whole sse-load run (set-up included), as run.sh's "CPU s/Mev" column; for a, c
+# and h also over the steady phase only (after the ramp), as its "steady"; for d and e "steady" leaves out the first
+# 5 s (the first connections warm code and allocator up).
 # DURATION (e.g. DURATION=45s) runs each scenario longer than its default: longer runs average out more of a VM's
 # scheduling noise. GATEWAY_LOG_LEVEL=notice turns the gateway's access log off (as run.sh's, and as nginx's
 # access_log off); the default, info, logs every request as shipped.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-[[ $# -ge 2 ]] || { sed -n '2,7p' "$0"; exit 2; }
+[[ $# -ge 2 ]] || { sed -n '2,9p' "$0"; exit 2; }
 A=$1 B=$2 SCENARIO=${3:-c} ROUNDS=${4:-2}
 LOAD="$HERE/.build/release/sse-load"
 UPSTREAM_ADDR=${UPSTREAM_ADDR:-127.0.0.1:9100}
@@ -34,6 +36,9 @@ CONF
 UPSTREAM_PID=$!
 trap 'kill $UPSTREAM_PID 2>/dev/null || true' EXIT
 sleep 1
+if [[ $SCENARIO == e ]]; then   # distinct tokens, as run.sh's e sends them (minted once, outside the timed runs)
+    "$LOAD" mint --alg HS256 --count 40000 --out-dir "$WORK/jwt" --audience bench --lifetime 2h >"$WORK/mint.log"
+fi
 
 run_once() {  # binary
     if [[ $1 == nio-floor ]]; then
@@ -51,8 +56,10 @@ run_once() {  # binary
                --json ;;
         h) "$LOAD" client --target "$url/h?interval_ms=5000&size=100" --streams 5000 --duration "${DURATION:-40s}" --ramp 2000/s \
                --watch-pid "$pid" --json ;;
-        d) "$LOAD" churn --target "$url/d?interval_ms=1000&size=100" --rate 500/s --duration "${DURATION:-15s}" \
+        d) "$LOAD" churn --target "$url/d?interval_ms=1000&size=100" --rate "${RATE:-500}/s" --duration "${DURATION:-15s}" \
                --watch-pid "$pid" --warmup 5s --json ;;
+        e) "$LOAD" churn --target "$url/e?interval_ms=1000&size=100" --rate "${RATE:-300}/s" --duration "${DURATION:-20s}" \
+               --tokens-file "$WORK/jwt/tokens.txt" --token-query access_token --watch-pid "$pid" --warmup 5s --json ;;
     esac >"$WORK/out.json"
     local u1 s1; read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$pid/stat")
     kill "$pid"; wait "$pid" 2>/dev/null || true
