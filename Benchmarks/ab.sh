@@ -24,14 +24,7 @@ source "$HERE/common.sh"
 require_free_ports "$UPSTREAM_ADDR" "$GATEWAY_ADDR"
 ulimit -n "$(ulimit -Hn)"
 WORK=$(mktemp -d /tmp/sse-ab.XXXXXX)
-cat >"$WORK/gateway.yml" <<CONF
-listen: "$GATEWAY_ADDR"
-admin: {listen: "127.0.0.1:0"}
-routes:
-  - name: bench
-    path_prefix: /
-    upstream: "http://$UPSTREAM_ADDR"
-CONF
+bench_gateway_config "$WORK/gateway.yml" "$GATEWAY_ADDR" "$UPSTREAM_ADDR" 127.0.0.1:0
 "$LOAD" upstream --listen "$UPSTREAM_ADDR" --duration 1h >"$WORK/upstream.log" 2>&1 &
 UPSTREAM_PID=$!
 trap 'kill $UPSTREAM_PID 2>/dev/null || true' EXIT

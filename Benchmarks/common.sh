@@ -23,6 +23,19 @@ require_free_ports() {
     done
 }
 
+# A gateway.yml with one catch-all route to an upstream, as the single-gateway scripts run it.
+#   bench_gateway_config FILE LISTEN_ADDR UPSTREAM_ADDR [ADMIN_ADDR, default 127.0.0.1:9901]
+bench_gateway_config() {
+    cat >"$1" <<CONF
+listen: "$2"
+admin: {listen: "${4:-127.0.0.1:9901}"}
+routes:
+  - name: bench
+    path_prefix: /
+    upstream: "http://$3"
+CONF
+}
+
 # CPU ticks and RSS of a process and its children (nginx master + workers).
 proc_tree() { echo "$1"; pgrep -P "$1" || true; }
 cpu_ticks() {

@@ -15,14 +15,7 @@ require_free_ports 127.0.0.1:9100 127.0.0.1:8080 127.0.0.1:9901
 command -v heaptrack >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y heaptrack >&2
 WORK=$(mktemp -d /tmp/sse-heap.XXXXXX)
 ulimit -n "$(ulimit -Hn)"
-cat >"$WORK/gateway.yml" <<CONF
-listen: "127.0.0.1:8080"
-admin: {listen: "127.0.0.1:9901"}
-routes:
-  - name: bench
-    path_prefix: /
-    upstream: "http://127.0.0.1:9100"
-CONF
+bench_gateway_config "$WORK/gateway.yml" 127.0.0.1:8080 127.0.0.1:9100
 "$LOAD" upstream --listen 127.0.0.1:9100 --duration 90s >"$WORK/upstream.log" 2>&1 &
 UPSTREAM=$!
 heaptrack -o "$WORK/heap" "$GATEWAY" serve --config "$WORK/gateway.yml" >"$WORK/gateway.log" 2>&1 &

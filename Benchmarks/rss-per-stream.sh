@@ -11,14 +11,7 @@ source "$HERE/common.sh"
 require_free_ports 127.0.0.1:9100 127.0.0.1:8080 127.0.0.1:9901
 WORK=$(mktemp -d /tmp/sse-rss.XXXXXX)
 ulimit -n "$(ulimit -Hn)"
-cat >"$WORK/gateway.yml" <<CONF
-listen: "127.0.0.1:8080"
-admin: {listen: "127.0.0.1:9901"}
-routes:
-  - name: bench
-    path_prefix: /
-    upstream: "http://127.0.0.1:9100"
-CONF
+bench_gateway_config "$WORK/gateway.yml" 127.0.0.1:8080 127.0.0.1:9100
 "$LOAD" upstream --listen 127.0.0.1:9100 --duration 60s >"$WORK/upstream.log" 2>&1 &
 UPSTREAM=$!
 "$GATEWAY" serve --config "$WORK/gateway.yml" >"$WORK/gateway.log" 2>&1 &
