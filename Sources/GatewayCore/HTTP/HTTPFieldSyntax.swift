@@ -17,4 +17,17 @@ public enum HTTPFieldSyntax {
     public static func isControl(_ byte: UInt8) -> Bool {
         (byte < 0x20 && byte != UInt8(ascii: "\t")) || byte == 0x7F
     }
+
+    /// `bytes` without the optional whitespace (spaces and horizontal tabs) around it, as list elements and
+    /// parameters are read.
+    public static func trimmingWhitespace(_ bytes: Substring.UTF8View) -> Substring.UTF8View {
+        var trimmed = bytes
+        while let first = trimmed.first, first == UInt8(ascii: " ") || first == UInt8(ascii: "\t") {
+            trimmed.removeFirst()
+        }
+        while let last = trimmed.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t") {
+            trimmed.removeLast()
+        }
+        return trimmed
+    }
 }

@@ -261,7 +261,7 @@ public struct UpstreamResponseDecoder: Sendable {
 
     /// `chunked`, in any case, without lowercasing a copy.
     private static func isChunked(_ coding: Substring.UTF8View) -> Bool {
-        coding.count == 7 && zip(coding, "chunked".utf8).allSatisfy { $0 | 0x20 == $1 }
+        HopByHopHeaders.equalsIgnoringCase(Substring(coding), "chunked")
     }
 
     /// The comma-separated elements of every copy of a field, trimmed, empty ones kept. Bytes, not `Character`s: a
@@ -270,14 +270,7 @@ public struct UpstreamResponseDecoder: Sendable {
         var elements: [Substring.UTF8View] = []
         for value in values {
             for element in value.utf8.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false) {
-                var element = element
-                while let first = element.first, first == UInt8(ascii: " ") || first == UInt8(ascii: "\t") {
-                    element.removeFirst()
-                }
-                while let last = element.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t") {
-                    element.removeLast()
-                }
-                elements.append(element)
+                elements.append(HTTPFieldSyntax.trimmingWhitespace(element))
             }
         }
         return elements

@@ -119,13 +119,7 @@ public enum ResponseHeaderRewriter {
     /// true iff Content-Type's media type is text/event-stream (case-insensitive, parameters allowed).
     public static func isEventStream(_ headers: HTTPHeaders) -> Bool {
         guard let contentType = headers.first(name: "content-type") else { return false }
-        var mediaType = contentType.utf8.prefix { $0 != UInt8(ascii: ";") }
-        while let first = mediaType.first, first == UInt8(ascii: " ") || first == UInt8(ascii: "\t") {
-            mediaType.removeFirst()
-        }
-        while let last = mediaType.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t") {
-            mediaType.removeLast()
-        }
+        let mediaType = HTTPFieldSyntax.trimmingWhitespace(contentType.utf8.prefix { $0 != UInt8(ascii: ";") })
         return HopByHopHeaders.equalsIgnoringCase(Substring(mediaType), "text/event-stream")
     }
 

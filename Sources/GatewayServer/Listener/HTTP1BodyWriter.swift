@@ -1,6 +1,7 @@
 import GatewayCore
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 
 /// The body half of an HTTP/1 encoder, shared by the response encoder (`HTTP1ResponseEncoder`) and the upstream
 /// handler's request writing (`UpstreamChannelHandler`): chunk framing from the event loop's `ChunkFrames` table when
@@ -109,5 +110,48 @@ enum HTTP1Fields {
     /// or NUL).
     static func isValidFieldValue(_ value: String) -> Bool {
         !value.utf8.contains(where: HTTPFieldSyntax.isControl)
+    }
+}
+
+/// Chunk framing bytes, made once per thread: `1\r\n` ... `fff\r\n`, `\r\n` and `0\r\n\r\n` in one buffer.
+///
+/// Each event loop has its own, so the slices' reference counting never bounces a cache line between threads.
+final class ChunkFrames: Sendable {
+    /// Chunks up to this size get a size line from the table (larger ones are rare and allocate one).
+    static let largestTabled = 0xFFF
+    private static let perThread = ThreadSpecificVariable<ChunkFrames>()
+
+    private let table: ByteBuffer
+    /// Where the size line for `n` starts (index `n`), and where it ends (index `n + 1`).
+    private let offsets: [Int]
+    let crlf: ByteBuffer
+    let lastChunk: ByteBuffer
+
+    static func forCurrentThread() -> ChunkFrames {
+        if let frames = perThread.currentValue { return frames }
+        let frames = ChunkFrames()
+        perThread.currentValue = frames
+        return frames
+    }
+
+    private init() {
+        var table = ByteBufferAllocator().buffer(capacity: 20_000)
+        var offsets = [0, 0]
+        for size in 1...Self.largestTabled {
+            table.writeString(String(size, radix: 16))
+            table.writeStaticString("\r\n")
+            offsets.append(table.writerIndex)
+        }
+        let crlfStart = table.writerIndex
+        table.writeStaticString("\r\n0\r\n\r\n")
+        self.crlf = table.getSlice(at: crlfStart, length: 2)!
+        self.lastChunk = table.getSlice(at: crlfStart + 2, length: 5)!
+        self.offsets = offsets
+        self.table = table
+    }
+
+    func sizeLine(_ size: Int) -> ByteBuffer? {
+        guard size >= 1, size <= Self.largestTabled else { return nil }
+        return table.getSlice(at: offsets[size], length: offsets[size + 1] - offsets[size])
     }
 }

@@ -1,7 +1,6 @@
 import GatewayCore
 import NIOCore
 import NIOHTTP1
-import NIOPosix
 
 /// Serialises HTTP/1 responses, in place of NIO's `HTTPResponseEncoder`, so that relaying an event allocates nothing.
 ///
@@ -135,47 +134,4 @@ struct HTTP1ResponseEncoderError: Error, Equatable {
     static let bodyNotAllowed = HTTP1ResponseEncoderError(reason: "a body part for a response that has none")
     /// A field name, field value or reason phrase that cannot be sent (see `HTTP1ResponseEncoder`).
     static let invalidHead = HTTP1ResponseEncoderError(reason: "a response head that cannot be sent")
-}
-
-/// Chunk framing bytes, made once per thread: `1\r\n` ... `fff\r\n`, `\r\n` and `0\r\n\r\n` in one buffer.
-///
-/// Each event loop has its own, so the slices' reference counting never bounces a cache line between threads.
-final class ChunkFrames: Sendable {
-    /// Chunks up to this size get a size line from the table (larger ones are rare and allocate one).
-    static let largestTabled = 0xFFF
-    private static let perThread = ThreadSpecificVariable<ChunkFrames>()
-
-    private let table: ByteBuffer
-    /// Where the size line for `n` starts (index `n`), and where it ends (index `n + 1`).
-    private let offsets: [Int]
-    let crlf: ByteBuffer
-    let lastChunk: ByteBuffer
-
-    static func forCurrentThread() -> ChunkFrames {
-        if let frames = perThread.currentValue { return frames }
-        let frames = ChunkFrames()
-        perThread.currentValue = frames
-        return frames
-    }
-
-    private init() {
-        var table = ByteBufferAllocator().buffer(capacity: 20_000)
-        var offsets = [0, 0]
-        for size in 1...Self.largestTabled {
-            table.writeString(String(size, radix: 16))
-            table.writeStaticString("\r\n")
-            offsets.append(table.writerIndex)
-        }
-        let crlfStart = table.writerIndex
-        table.writeStaticString("\r\n0\r\n\r\n")
-        self.crlf = table.getSlice(at: crlfStart, length: 2)!
-        self.lastChunk = table.getSlice(at: crlfStart + 2, length: 5)!
-        self.offsets = offsets
-        self.table = table
-    }
-
-    func sizeLine(_ size: Int) -> ByteBuffer? {
-        guard size >= 1, size <= Self.largestTabled else { return nil }
-        return table.getSlice(at: offsets[size], length: offsets[size + 1] - offsets[size])
-    }
 }
