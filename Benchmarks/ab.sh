@@ -2,9 +2,10 @@
 # A/B of two sse-gateway binaries on one scenario: runs them alternately against the same sse-load upstream and
 # prints the gateway's CPU seconds per million events (churn: per million connections), user and system apart, for
 # each run, so a change can be seen past the ~10% spread between runs. Loopback only. Usage:
-#   Benchmarks/ab.sh BINARY_A BINARY_B [a|c|d|e|h] [ROUNDS]   (a binary may be nio-floor: sse-load floor-proxy)
+#   Benchmarks/ab.sh BINARY_A BINARY_B [a|c|d|e|g|h] [ROUNDS]   (a binary may be nio-floor: sse-load floor-proxy)
 # a = 1,000 streams x 1 event/s (20 s), c = 100 streams x 200 events/s (15 s), d = churn 500/s (15 s), e = churn
 # 300/s with a distinct JWT per connection in ?access_token= (run.sh's e load, on the same unauthenticated route),
+# g = storm: 2,000 connections at once with e's tokens, each until its first event, 5 times (run.sh's g load x 2.5),
 # h = burst: 5,000 streams x 1 event/5 s (40 s). RATE (e.g. RATE=100) sets d's and e's connections per second.
 # The CPU is the gateway's over the whole sse-load run (set-up included), as run.sh's "CPU s/Mev" column; for a, c
 # and h also over the steady phase only (after the ramp), as its "steady"; for d and e "steady" leaves out the first
@@ -29,7 +30,7 @@ bench_gateway_config "$WORK/gateway.yml" "$GATEWAY_ADDR" "$UPSTREAM_ADDR" 127.0.
 UPSTREAM_PID=$!
 trap 'kill $UPSTREAM_PID 2>/dev/null || true' EXIT
 sleep 1
-if [[ $SCENARIO == e ]]; then   # distinct tokens, as run.sh's e sends them (minted once, outside the timed runs)
+if [[ $SCENARIO == [eg] ]]; then   # distinct tokens, as run.sh's e sends them (minted once, outside the timed runs)
     "$LOAD" mint --alg HS256 --count 40000 --out-dir "$WORK/jwt" --audience bench --lifetime 2h >"$WORK/mint.log"
 fi
 
@@ -53,18 +54,23 @@ run_once() {  # binary
                --watch-pid "$pid" --warmup 5s --json ;;
         e) "$LOAD" churn --target "$url/e?interval_ms=1000&size=100" --rate "${RATE:-300}/s" --duration "${DURATION:-20s}" \
                --tokens-file "$WORK/jwt/tokens.txt" --token-query access_token --watch-pid "$pid" --warmup 5s --json ;;
+        g) "$LOAD" storm --target "$url/g?interval_ms=1000&size=100" --connections 2000 --rounds 5 --pause 1s \
+               --tokens-file "$WORK/jwt/tokens.txt" --token-query access_token --json ;;
     esac >"$WORK/out.json"
     local u1 s1; read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$pid/stat")
     kill "$pid"; wait "$pid" 2>/dev/null || true
     jq -r --argjson user $((u1 - u0)) --argjson sys $((s1 - s0)) --argjson tck "$(getconf CLK_TCK)" --arg bin "$1" '
-        (if .mode == "churn" then .succeeded else .events end) as $work
+        (if .mode == "storm" then ([.rounds[].succeeded] | add) elif .mode == "churn" then .succeeded else .events end)
+            as $work
         | def per($ticks): ($ticks / $tck) / $work * 1e6 * 10 | round / 10;
-        (if .mode == "churn" then "connections" else "events" end) as $unit
+        (if .mode == "events" or .mode == "client" then "events" else "connections" end) as $unit
         | (if .mode == "churn" then .steady_connections else .steady_events end) as $steadyWork
-        | (if .steady_proxy_cpu_seconds == null or ($steadyWork // 0) == 0 then ""
+        | (if .mode == "storm" then ", all first events \([.rounds[].all_first_events_micros / 1000 | round | tostring] | join("/")) ms"
+           elif .steady_proxy_cpu_seconds == null or ($steadyWork // 0) == 0 then ""
            else ", steady \(.steady_proxy_cpu_seconds / $steadyWork * 1e7 | round / 10)" end) as $steady
         | "\($bin): \(per($user + $sys)) CPU s per million \($unit) (user \(per($user)), system \(per($sys))\($steady); "
-            + "fail \(.streams_failed), seq \(.sequence_gaps + .reorders))"' \
+            + (if .mode == "storm" then "fail \([.rounds[].failed] | add))"
+               else "fail \(.streams_failed), seq \(.sequence_gaps + .reorders))" end)' \
         "$WORK/out.json"
 }
 

@@ -10,7 +10,7 @@ import ServiceLifecycle
 import Glibc
 #endif
 
-/// The running gateway: the public listener, the admin listener and the upstream connectors.
+/// The running gateway: the public listener, the admin listener and the per-loop upstream connectors and timers.
 ///
 /// A `Service` for swift-service-lifecycle: `run()` binds, serves until graceful shutdown is requested (SIGTERM or
 /// SIGINT through the `ServiceGroup`), then drains — listeners stop accepting, streams are told to reconnect at their
@@ -24,7 +24,7 @@ public final class Gateway: Service, Sendable {
 
     private let group: any EventLoopGroup
     private let runtimes: RuntimeHolder
-    private let connectors: UpstreamConnectors
+    private let loops: EventLoopLocals
     private let environment: GatewayEnvironment
     private let openConnections = OpenConnections()
     private let state = NIOLockedValueBox(ListenerState())
@@ -70,7 +70,7 @@ public final class Gateway: Service, Sendable {
         self.runtimes = RuntimeHolder(
             try GatewayRuntime(configuration: configuration, logger: logger, tickets: tickets)
         )
-        self.connectors = UpstreamConnectors(group: group)
+        self.loops = EventLoopLocals(group: group)
         self.environment = GatewayEnvironment(
             logger: logger, metrics: GatewayMetrics(), admission: StreamAdmission(), tickets: tickets
         )
@@ -145,7 +145,7 @@ public final class Gateway: Service, Sendable {
         }
         environment.logger.info("draining: no new connections; open streams are told to reconnect")
         try? await drained.get()
-        connectors.closeAllIdle()
+        loops.closeAllIdle()
         environment.sharedStreams.closeAll()  // their subscribers are gone: no linger
         try? await adminChannel?.close()
         environment.logger.info("drained; stopped")
@@ -314,7 +314,7 @@ public final class Gateway: Service, Sendable {
         let pipeline = GatewayPipeline(
             configuration: configuration,
             runtimes: runtimes,
-            connectors: connectors,
+            loops: loops,
             environment: environment
         )
         return try await GatewayListener.bind(

@@ -131,28 +131,37 @@ final class RuntimeHolder: Sendable {
     }
 }
 
-/// One `UpstreamConnector` per event loop, looked up without locks.
-final class UpstreamConnectors: @unchecked Sendable {
-    // @unchecked: the dictionary is immutable after init, and each connector is only used on its own loop.
-    private let byLoop: [ObjectIdentifier: UpstreamConnector]
+/// What each event loop of the group owns, looked up without locks: its upstream connector (dialling and the pool)
+/// and its client connections' timers.
+final class EventLoopLocals: @unchecked Sendable {
+    // @unchecked: the dictionary is immutable after init, and each loop's values are only used on that loop.
+    struct Locals {
+        let connector: UpstreamConnector
+        let timers: ConnectionTimerQueue
+    }
+
+    private let byLoop: [ObjectIdentifier: Locals]
 
     init(group: any EventLoopGroup) {
-        var map: [ObjectIdentifier: UpstreamConnector] = [:]
+        var map: [ObjectIdentifier: Locals] = [:]
         for loop in group.makeIterator() {
-            map[ObjectIdentifier(loop)] = UpstreamConnector(eventLoop: loop)
+            map[ObjectIdentifier(loop)] = Locals(
+                connector: UpstreamConnector(eventLoop: loop), timers: ConnectionTimerQueue(eventLoop: loop)
+            )
         }
         self.byLoop = map
     }
 
-    func connector(for loop: any EventLoop) -> UpstreamConnector {
-        guard let connector = byLoop[ObjectIdentifier(loop)] else {
-            preconditionFailure("no upstream connector for event loop \(loop)")
+    subscript(loop: any EventLoop) -> Locals {
+        guard let locals = byLoop[ObjectIdentifier(loop)] else {
+            preconditionFailure("event loop \(loop) is not of the gateway's group")
         }
-        return connector
+        return locals
     }
 
     func closeAllIdle() {
-        for (_, connector) in byLoop {
+        for (_, locals) in byLoop {
+            let connector = locals.connector
             connector.eventLoop.execute { connector.closeIdle() }
         }
     }

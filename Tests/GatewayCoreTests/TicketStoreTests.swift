@@ -265,11 +265,11 @@ final class TicketStoreTests: XCTestCase {
     }
 
     func testTheDeadlineHeapPopsInOrder() {
-        var heap = DeadlineHeap()
+        var heap = MinHeap<TicketDeadline>()
         let digest = TicketDigest(bytes: [])
-        for deadline in [5.0, 1, 9, 3, 7, 2, 8] { heap.push(deadline, digest) }
+        for deadline in [5.0, 1, 9, 3, 7, 2, 8] { heap.push(TicketDeadline(key: deadline, digest: digest)) }
         var popped: [Double] = []
-        while let (deadline, _) = heap.popIfBefore(8) { popped.append(deadline) }
+        while let due = heap.popFirst(if: { $0.key < 8 }) { popped.append(due.key) }
         XCTAssertEqual(popped, [1, 2, 3, 5, 7])
         XCTAssertEqual(heap.count, 2)
     }

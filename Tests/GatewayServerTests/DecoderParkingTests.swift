@@ -33,6 +33,7 @@ final class DecoderParkingTests: XCTestCase {
         let handler = ClientConnectionHandler(
             runtimes: RuntimeHolder(try GatewayRuntime(configuration: configuration)),
             dialer: dialer,
+            timerQueue: ConnectionTimerQueue(eventLoop: loop),
             environment: GatewayEnvironment(
                 logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
                 metrics: GatewayMetrics(),

@@ -9,7 +9,9 @@ import XCTest
 
 /// The channel handlers in `EmbeddedChannel`: no sockets, and time moves only when the test says so.
 final class HandlerTests: XCTestCase {
+    /// A client connection on `timers`'s loop (a new loop by default), with its timers in that queue.
     private func makeClientChannel(
+        timers: ConnectionTimerQueue = ConnectionTimerQueue(eventLoop: EmbeddedEventLoop()),
         _ configure: (inout GatewayConfiguration) -> Void = { _ in }
     ) throws -> EmbeddedChannel {
         var configuration = GatewayConfiguration(
@@ -25,10 +27,11 @@ final class HandlerTests: XCTestCase {
             cors: CORSConfiguration(allowedOrigins: ["https://app.example"], allowCredentials: true)
         )
         configure(&configuration)
-        let loop = EmbeddedEventLoop()
+        let loop = timers.eventLoop as! EmbeddedEventLoop
         let handler = ClientConnectionHandler(
             runtimes: RuntimeHolder(try GatewayRuntime(configuration: configuration)),
             dialer: UpstreamConnector(eventLoop: loop),
+            timerQueue: timers,
             environment: GatewayEnvironment(
                 logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
                 metrics: GatewayMetrics(),
@@ -121,6 +124,38 @@ final class HandlerTests: XCTestCase {
         }()
         XCTAssertNil(releasedChannel, "the closed channel is still alive: a handler's context keeps its pipeline")
         XCTAssertNil(released, "a closed connection's handler is still alive: it and its context keep each other")
+    }
+
+    /// Connections of one loop keep their deadlines in the loop's one queue: each still times out at its own
+    /// deadline, one moved later or taken out fires nothing early, and a closed connection leaves the queue.
+    func testConnectionsOfOneLoopShareOneTimerQueue() throws {
+        let loop = EmbeddedEventLoop()
+        let timers = ConnectionTimerQueue(eventLoop: loop)
+        let limits: (inout GatewayConfiguration) -> Void = { $0.limits.requestHeaderTimeout = .seconds(10) }
+        let first = try makeClientChannel(timers: timers, limits)
+        loop.advanceTime(by: .seconds(3))
+        let second = try makeClientChannel(timers: timers, limits)  // deadline 13 s
+        loop.advanceTime(by: .seconds(3))
+        let third = try makeClientChannel(timers: timers, limits)  // deadline 16 s
+        XCTAssertEqual(timers.count, 3)
+        loop.advanceTime(by: .seconds(2))
+        try request(first, "/nowhere")  // answered at 8 s: its keep-alive deadline moves from 10 s to 18 s
+        _ = try response(first)
+        try third.close().wait()  // out of the queue at once
+        loop.run()
+        XCTAssertEqual(timers.count, 2)
+        loop.advanceTime(by: .seconds(2))  // 10 s: the first connection's old deadline
+        XCTAssertTrue(first.isActive, "a deadline moved later does not fire at its old time")
+        XCTAssertTrue(second.isActive)
+        loop.advanceTime(by: .seconds(3))  // 13 s
+        XCTAssertFalse(second.isActive, "the second connection's own deadline")
+        XCTAssertTrue(first.isActive)
+        loop.advanceTime(by: .seconds(4))  // 17 s
+        XCTAssertTrue(first.isActive)
+        loop.advanceTime(by: .seconds(1))  // 18 s
+        XCTAssertFalse(first.isActive, "the first connection's moved deadline")
+        loop.run()
+        XCTAssertEqual(timers.count, 0, "no connection is left in the queue")
     }
 
     func testKeepAliveTimerRestartsAfterEachResponse() throws {

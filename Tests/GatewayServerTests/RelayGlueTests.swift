@@ -71,6 +71,7 @@ final class RelayGlueTests: XCTestCase {
         let handler = ClientConnectionHandler(
             runtimes: RuntimeHolder(try GatewayRuntime(configuration: configuration)),
             dialer: dialer,
+            timerQueue: ConnectionTimerQueue(eventLoop: loop),
             environment: GatewayEnvironment(
                 logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
                 metrics: GatewayMetrics(),

@@ -93,7 +93,7 @@ public final class InMemoryTicketStore: TicketStore, @unchecked Sendable {
         var tickets: [TicketDigest: StoredTicket] = [:]
         var outstanding: [String: Int] = [:]
         var mintBuckets: [String: TokenBucket] = [:]
-        var deadlines = DeadlineHeap()
+        var deadlines = MinHeap<TicketDeadline>()
     }
 
     /// How many expired tickets one operation forgets at most (each operation adds at most one deadline).
@@ -141,7 +141,9 @@ public final class InMemoryTicketStore: TicketStore, @unchecked Sendable {
             state.mintBuckets[ticket.owner] = bucket
             state.tickets[digest] = ticket
             state.outstanding[ticket.owner, default: 0] += 1
-            if let deadline = ticket.use.redeemableUntil { state.deadlines.push(deadline, digest) }
+            if let deadline = ticket.use.redeemableUntil {
+                state.deadlines.push(TicketDeadline(key: deadline, digest: digest))
+            }
             return .stored
         }
     }
@@ -175,7 +177,9 @@ public final class InMemoryTicketStore: TicketStore, @unchecked Sendable {
             }
             stored.use.close(now: now)
             state.tickets[digest] = stored
-            if let deadline = stored.use.redeemableUntil { state.deadlines.push(deadline, digest) }
+            if let deadline = stored.use.redeemableUntil {
+                state.deadlines.push(TicketDeadline(key: deadline, digest: digest))
+            }
             purge(now: now)
         }
     }
@@ -186,10 +190,11 @@ public final class InMemoryTicketStore: TicketStore, @unchecked Sendable {
     /// live or got a later deadline since (a close pushes the new one): it is dropped, the ticket kept.
     private func purge(now: Double) {
         var popped = 0
-        while popped < Self.purgeBatch, let (deadline, digest) = state.deadlines.popIfBefore(now) {
+        while popped < Self.purgeBatch, let due = state.deadlines.popFirst(if: { $0.key < now }) {
             popped += 1
+            let digest = due.digest
             guard var stored = state.tickets[digest], let current = stored.use.redeemableUntil,
-                current <= deadline
+                current <= due.key
             else { continue }
             guard stored.counted else {
                 state.tickets[digest] = nil
@@ -197,7 +202,7 @@ public final class InMemoryTicketStore: TicketStore, @unchecked Sendable {
             }
             stored.counted = false
             state.tickets[digest] = stored
-            state.deadlines.push(max(current, now) + retention, digest)
+            state.deadlines.push(TicketDeadline(key: max(current, now) + retention, digest: digest))
             state.outstanding[stored.owner, default: 1] -= 1
             if state.outstanding[stored.owner] == 0 {
                 state.outstanding[stored.owner] = nil
@@ -209,39 +214,10 @@ public final class InMemoryTicketStore: TicketStore, @unchecked Sendable {
     }
 }
 
-/// A binary min-heap of (deadline, ticket digest).
-struct DeadlineHeap {
-    private var items: [(deadline: Double, digest: TicketDigest)] = []
+/// A ticket's deadline in the store's heap (a ticket may have stale ones in it too; `purge` drops them).
+struct TicketDeadline: MinHeapEntry {
+    let key: Double
+    let digest: TicketDigest
 
-    var count: Int { items.count }
-
-    mutating func push(_ deadline: Double, _ digest: TicketDigest) {
-        items.append((deadline, digest))
-        var child = items.count - 1
-        while child > 0 {
-            let parent = (child - 1) / 2
-            guard items[child].deadline < items[parent].deadline else { break }
-            items.swapAt(child, parent)
-            child = parent
-        }
-    }
-
-    /// The earliest entry, if its deadline is before `now`.
-    mutating func popIfBefore(_ now: Double) -> (Double, TicketDigest)? {
-        guard let first = items.first, first.deadline < now else { return nil }
-        items.swapAt(0, items.count - 1)
-        items.removeLast()
-        var parent = 0
-        while true {
-            let left = 2 * parent + 1
-            let right = left + 1
-            var smallest = parent
-            if left < items.count, items[left].deadline < items[smallest].deadline { smallest = left }
-            if right < items.count, items[right].deadline < items[smallest].deadline { smallest = right }
-            guard smallest != parent else { break }
-            items.swapAt(parent, smallest)
-            parent = smallest
-        }
-        return first
-    }
+    func placed(at index: Int) {}
 }

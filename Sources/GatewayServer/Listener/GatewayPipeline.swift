@@ -11,7 +11,7 @@ import NIOSSL
 /// own `ClientConnectionHandler` and its own upstream HTTP/1.1 connection.
 struct GatewayPipeline: Sendable {
     let runtimes: RuntimeHolder
-    let connectors: UpstreamConnectors
+    let loops: EventLoopLocals
     let environment: GatewayEnvironment
     let limits: LimitsConfiguration
     let http2: HTTP2Configuration
@@ -22,10 +22,10 @@ struct GatewayPipeline: Sendable {
     /// to bring a fresh decoder back after a stream (a closure per connection was 48 B per held stream).
     let makeRequestDecoder: @Sendable () -> ClientConnectionHandler.RequestDecoder
 
-    init(configuration: GatewayConfiguration, runtimes: RuntimeHolder, connectors: UpstreamConnectors,
+    init(configuration: GatewayConfiguration, runtimes: RuntimeHolder, loops: EventLoopLocals,
          environment: GatewayEnvironment) {
         self.runtimes = runtimes
-        self.connectors = connectors
+        self.loops = loops
         self.environment = environment
         self.limits = configuration.limits
         self.http2 = configuration.http2
@@ -136,9 +136,11 @@ struct GatewayPipeline: Sendable {
         isHTTP2: Bool,
         responseEncoder: HTTP1ResponseEncoder? = nil
     ) -> ClientConnectionHandler {
-        ClientConnectionHandler(
+        let locals = loops[channel.eventLoop]
+        return ClientConnectionHandler(
             runtimes: runtimes,
-            dialer: connectors.connector(for: channel.eventLoop),
+            dialer: locals.connector,
+            timerQueue: locals.timers,
             environment: environment,
             clientScheme: clientScheme,
             isHTTP2: isHTTP2,

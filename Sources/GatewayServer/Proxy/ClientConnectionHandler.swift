@@ -9,8 +9,9 @@ import NIOHTTP1
 /// No bytes are buffered beyond what NIO holds in flight: each upstream body chunk (`ByteBuffer`) is written to the
 /// client as it is (no copy), and flushed at the end of the read that produced it. Reads from one side go out only
 /// while the other side can take bytes (the state machine holds them; the GlueHandler pattern of swift-nio-examples).
-/// After every input, `settle()` schedules the timers whose deadlines changed and issues reads that may now go out.
-final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDelegate, NIOScheduledCallbackHandler {
+/// After every input, `settle()` moves the connection's deadline in its loop's `ConnectionTimerQueue` if its timers
+/// changed, and issues reads that may now go out.
+final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDelegate, DeadlineHeapMember {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
@@ -18,6 +19,10 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
 
     let runtimes: RuntimeHolder
     let dialer: any UpstreamDialer
+    /// The event loop's timers, where the connection keeps the earliest of its deadlines.
+    let timerQueue: ConnectionTimerQueue
+    /// This connection's place in `timerQueue` (`DeadlineHeapMember`).
+    var deadlineHeapIndex = -1
     let environment: GatewayEnvironment
     /// "http" or "https": what the client used to reach us (for X-Forwarded-Proto).
     let clientScheme: String
@@ -36,13 +41,11 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
     var admission: PendingAdmission?
     /// The client's address as text, made once per connection: admission, X-Forwarded-For and the access log use it.
     lazy var clientIP: String? = context?.channel.remoteAddress?.ipAddress
-    /// One scheduled callback per connection, at the earliest of its timers' deadlines (`settle`).
-    private var timer: NIOScheduledCallback?
-    private var timerDeadline: NIODeadline?
 
     init(
         runtimes: RuntimeHolder,
         dialer: any UpstreamDialer,
+        timerQueue: ConnectionTimerQueue,
         environment: GatewayEnvironment,
         clientScheme: String,
         isHTTP2: Bool = false,
@@ -50,6 +53,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
     ) {
         self.runtimes = runtimes
         self.dialer = dialer
+        self.timerQueue = timerQueue
         self.environment = environment
         self.clientScheme = clientScheme
         self.responseEncoder = responseEncoder
@@ -90,12 +94,10 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
     }
 
     /// Lets go of the context (which holds this handler: kept, the two would outlive the connection, with its pipeline
-    /// and everything the handler references) and of the timers, whose tasks would only find no context.
+    /// and everything the handler references) and of its place in the timer queue, which would only find no context.
     func handlerRemoved(context: ChannelHandlerContext) {
-        timer?.cancel()
-        timer = nil
-        timerDeadline = nil
         self.context = nil
+        timerQueue.setDeadline(nil, for: self)
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -283,37 +285,24 @@ final class ClientConnectionHandler: ChannelDuplexHandler, UpstreamConnectionDel
         settle()
     }
 
-    /// Moves the connection's one scheduled callback to the earliest deadline if the timers changed, and issues held
-    /// reads that may go out now.
+    /// Moves the connection's deadline in the loop's timer queue to its earliest timer if the timers changed, and
+    /// issues held reads that may go out now.
     func settle() {
         guard let context else { return }
-        if state.timers.takeChanges() != 0 { armTimer(context: context) }
+        if state.timers.takeChanges() != 0 { timerQueue.setDeadline(state.timers.earliest, for: self) }
         if state.takeClientRead() { context.read() }
         if state.takeUpstreamRead() { exchange?.upstream?.handler.resumeReading() }
     }
 
-    private func armTimer(context: ChannelHandlerContext) {
-        let earliest = state.timers.earliest
-        guard earliest != timerDeadline else { return }
-        // Rescheduled whenever the earliest deadline moves, later ones too. Leaving the callback in place to fire
-        // early was tried: a little less CPU per new connection, but 5,000 streams' early wake-ups, all after their
-        // ramp, cost 20-30% more CPU per event in the burst scenario's steady phase (Benchmarks/README, change 20).
-        timer?.cancel()
-        timerDeadline = earliest
-        // Scheduling fails only on a loop that is shutting down: the connection goes with it.
-        timer = earliest.flatMap { try? context.eventLoop.assumeIsolated().scheduleCallback(at: $0, handler: self) }
-    }
-
-    /// The earliest deadline passed: every timer due fires, in the order of their kinds; then the next one is armed.
-    func handleScheduledCallback(eventLoop: some EventLoop) {
-        timer = nil
-        timerDeadline = nil
-        let now = self.now
+    /// The earliest deadline passed, and the timer queue took the connection out: every timer due fires, in the
+    /// order of their kinds; then the connection's next deadline goes back in (none once it is gone).
+    func timersDue(now: NIODeadline) {
         for kind in ConnectionTimers.Kind.allCases {
             guard let deadline = state.timers[kind], deadline <= now else { continue }
             run(state.timerFired(kind, now: now))
         }
-        if let context { armTimer(context: context) }
+        _ = state.timers.takeChanges()
+        timerQueue.setDeadline(context == nil ? nil : state.timers.earliest, for: self)
     }
 
     /// The callback holds the handler strongly until the dial ends (at most the connect timeout), not weakly: a weak
