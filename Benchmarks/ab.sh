@@ -7,6 +7,9 @@
 # 300/s with a distinct JWT per connection in ?access_token= (run.sh's e load, on the same unauthenticated route),
 # g = storm: 2,000 connections at once with e's tokens, each until its first event, 5 times (run.sh's g load x 2.5),
 # h = burst: 5,000 streams x 1 event/5 s (40 s). RATE (e.g. RATE=100) sets d's and e's connections per second.
+# AUTH=hs256 or AUTH=es256 puts e's and g's route behind a JWT policy taking the token from ?access_token= (as
+# run.sh's gw-* targets): every connection's token is then verified (g's reconnects from the verified-token cache),
+# stripped from the upstream request and redacted from the access log.
 # The CPU is the gateway's over the whole sse-load run (set-up included), as run.sh's "CPU s/Mev" column; for a, c
 # and h also over the steady phase only (after the ramp), as its "steady"; for d and e "steady" leaves out the first
 # 5 s (the first connections warm code and allocator up).
@@ -31,7 +34,19 @@ UPSTREAM_PID=$!
 trap 'kill $UPSTREAM_PID 2>/dev/null || true' EXIT
 sleep 1
 if [[ $SCENARIO == [eg] ]]; then   # distinct tokens, as run.sh's e sends them (minted once, outside the timed runs)
-    "$LOAD" mint --alg HS256 --count 40000 --out-dir "$WORK/jwt" --audience bench --lifetime 2h >"$WORK/mint.log"
+    ALG=${AUTH:-hs256}
+    "$LOAD" mint --alg "${ALG^^}" --count 40000 --out-dir "$WORK/jwt" --audience bench --lifetime 2h >"$WORK/mint.log"
+fi
+if [[ -n ${AUTH:-} ]]; then
+    [[ $SCENARIO == [eg] ]] || { echo "ab.sh: AUTH applies to scenarios e and g" >&2; exit 2; }
+    if [[ $ALG == hs256 ]]; then key="secret: \"$(cat "$WORK/jwt/secret.txt")\""; else key="public_keys: [\"$WORK/jwt/public.pem\"]"; fi
+    cat >>"$WORK/gateway.yml" <<CONF
+    auth: bench
+auth_policies:
+  bench:
+    token_sources: [{query: access_token}]
+    jwt: {algorithms: [${ALG^^}], audience: bench, $key}
+CONF
 fi
 
 run_once() {  # binary

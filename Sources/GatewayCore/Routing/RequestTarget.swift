@@ -28,37 +28,48 @@ public struct RequestTarget: Sendable, Equatable {
             }
             throw .badRequest("request target must start with \"/\" (origin-form)")
         }
-        var queryStart: String.UTF8View.Index? = nil
+        // Scanned as contiguous bytes: a query may carry a JWT of hundreds of bytes, and stepping `String.UTF8View`
+        // indices through them costs several times as much.
+        let scan = bytes.withContiguousStorageIfAvailable { scanTarget($0) } ?? scanTarget(Array(bytes))
+        let queryOffset = try scan.get()
+        guard let queryOffset else { return RequestTarget(rawPath: uri, rawQuery: nil) }
+        // Sliced as bytes (every byte is ASCII by now): no rounding to Character boundaries.
+        let queryStart = bytes.index(bytes.startIndex, offsetBy: queryOffset)
+        return RequestTarget(
+            rawPath: String(Substring(bytes[..<queryStart])),
+            rawQuery: String(Substring(bytes[bytes.index(after: queryStart)...]))
+        )
+    }
+
+    /// Checks every byte of an origin-form target; the offset of its first "?", if any.
+    private static func scanTarget(_ bytes: some RandomAccessCollection<UInt8>) -> Result<Int?, GatewayError> {
+        var queryOffset: Int?
+        var offset = 0
         var i = bytes.startIndex
         while i != bytes.endIndex {
-            let byte = bytes[i]
-            switch byte {
+            switch bytes[i] {
             case 0x00...0x20, 0x7F:
-                throw .badRequest("request target contains a space or control character")
+                return .failure(.badRequest("request target contains a space or control character"))
             case 0x80...0xFF:
-                throw .badRequest("request target contains non-ASCII bytes; percent-encode them")
+                return .failure(.badRequest("request target contains non-ASCII bytes; percent-encode them"))
             case UInt8(ascii: "#"):
-                throw .badRequest("request target must not contain a fragment (#)")
+                return .failure(.badRequest("request target must not contain a fragment (#)"))
             case UInt8(ascii: "\\"):
-                throw .badRequest("request target must not contain a backslash")
+                return .failure(.badRequest("request target must not contain a backslash"))
             case UInt8(ascii: "%"):
                 let high = bytes.index(after: i)
                 guard high != bytes.endIndex, PercentDecoding.hexValue(bytes[high]) != nil,
                     bytes.index(after: high) != bytes.endIndex,
                     PercentDecoding.hexValue(bytes[bytes.index(after: high)]) != nil
-                else { throw .badRequest("request target contains an invalid percent-escape") }
-            case UInt8(ascii: "?") where queryStart == nil:
-                queryStart = i
+                else { return .failure(.badRequest("request target contains an invalid percent-escape")) }
+            case UInt8(ascii: "?") where queryOffset == nil:
+                queryOffset = offset
             default:
                 break
             }
             bytes.formIndex(after: &i)
+            offset += 1
         }
-        guard let queryStart else { return RequestTarget(rawPath: uri, rawQuery: nil) }
-        // Sliced as bytes (every byte is ASCII by now): no rounding to Character boundaries.
-        return RequestTarget(
-            rawPath: String(Substring(bytes[..<queryStart])),
-            rawQuery: String(Substring(bytes[bytes.index(after: queryStart)...]))
-        )
+        return .success(queryOffset)
     }
 }
