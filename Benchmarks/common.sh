@@ -9,6 +9,13 @@ wait_port() {  # host:port: until something accepts there (10 s)
     log "nothing listening on $1"; return 1
 }
 
+# Installs Debian packages; on a machine whose package lists are missing or stale (a fresh VM: "Unable to locate
+# package"), fetches the lists once and tries again.   apt_install PACKAGE...
+apt_install() {
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >&2 && return 0
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >&2
+}
+
 # Refuses to start over a port something already listens on (a process left by an interrupted run): the gateway's
 # listener sets SO_REUSEPORT, so a second gateway binds beside the old one and the kernel splits the connections
 # between them, which halves what is measured instead of failing.   require_free_ports HOST:PORT...

@@ -12,7 +12,7 @@ ROWS=${3:-30}
 LOAD="$HERE/.build/release/sse-load"
 source "$HERE/common.sh"
 require_free_ports 127.0.0.1:9100 127.0.0.1:8080 127.0.0.1:9901
-command -v heaptrack >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y heaptrack >&2
+command -v heaptrack >/dev/null || apt_install heaptrack
 WORK=$(mktemp -d /tmp/sse-heap.XXXXXX)
 ulimit -n "$(ulimit -Hn)"
 bench_gateway_config "$WORK/gateway.yml" 127.0.0.1:8080 127.0.0.1:9100

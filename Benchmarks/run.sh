@@ -12,6 +12,9 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
+# apt_install, wait_port, require_free_ports, proc_tree, cpu_ticks, rss_kib (CPU ticks and RSS of a process and its
+# children), write_nginx_conf
+source "$HERE/common.sh"
 GATEWAY="$HERE/../.build/release/sse-gateway"
 QUICK=0
 TARGETS="direct gateway gateway-auth nio-floor nginx"
@@ -67,24 +70,24 @@ if [[ ! -x "$LOAD" ]]; then
     (cd "$HERE" && swift build -c release --product sse-load) >&2
 fi
 for tool in jq curl; do
-    command -v "$tool" >/dev/null || { log "installing $tool"; apt-get install -y "$tool" >&2; }
+    command -v "$tool" >/dev/null || { log "installing $tool"; apt_install "$tool"; }
 done
 if [[ " $TARGETS " == *" nginx "* ]] && ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
     log "installing nginx"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y nginx >&2
+    apt_install nginx
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 if [[ " $PEER_TARGETS " == *" nginx-lua-"* ]]; then
     if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]] || [[ ! -f /usr/lib/nginx/modules/ngx_http_lua_module.so ]] \
         || [[ ! -f /usr/lib/x86_64-linux-gnu/lua/5.1/cjson.so ]]; then
         log "installing nginx, libnginx-mod-http-lua, lua-cjson"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y nginx libnginx-mod-http-lua lua-cjson >&2
+        apt_install nginx libnginx-mod-http-lua lua-cjson
     fi
     NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 fi
 if [[ " $PEER_TARGETS " == *" haproxy-"* ]] && ! command -v haproxy >/dev/null && [[ ! -x /usr/sbin/haproxy ]]; then
     log "installing haproxy"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y haproxy >&2
+    apt_install haproxy
 fi
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 ENVOY=""
@@ -126,9 +129,6 @@ cleanup() {
 trap cleanup EXIT
 log "work dir $WORK"
 
-# wait_port, require_free_ports, proc_tree, cpu_ticks, rss_kib (CPU ticks and RSS of a process and its children),
-# write_nginx_conf
-source "$HERE/common.sh"
 require_free_ports "$UPSTREAM_ADDR" "$GATEWAY_ADDR" "$GATEWAY_ADMIN_ADDR" "$NGINX_ADDR" "$FLOOR_ADDR" "$HAPROXY_ADDR" \
     "$NGINX_LUA_ADDR" "$ENVOY_ADDR"
 

@@ -11,6 +11,9 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
+# apt_install, wait_port, require_free_ports, proc_tree, cpu_ticks, rss_kib (CPU ticks and RSS of a process and its
+# children), write_nginx_conf
+source "$HERE/common.sh"
 GATEWAY="$HERE/../.build/release/sse-gateway"
 LOAD="$HERE/.build/release/sse-load"
 KS="100 1000 5000"
@@ -70,11 +73,11 @@ done
 [[ -x "$LOAD" ]] || { log "no sse-load at $LOAD: cd Benchmarks && swift build -c release --product sse-load"; exit 1; }
 [[ -x "$GATEWAY" ]] || { log "no sse-gateway at $GATEWAY (--gateway PATH; see README.md for the production build)"; exit 1; }
 for tool in jq curl ss; do
-    command -v "$tool" >/dev/null || { log "installing $tool"; apt-get install -y "$tool" >&2; }
+    command -v "$tool" >/dev/null || { log "installing $tool"; apt_install "$tool"; }
 done
 if [[ " $TARGETS " == *" nginx "* ]] && ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
     log "installing nginx"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y nginx >&2
+    apt_install nginx
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
@@ -94,8 +97,6 @@ cleanup() {
 trap cleanup EXIT
 log "work dir $WORK"
 
-# wait_port, require_free_ports, proc_tree, cpu_ticks, rss_kib, write_nginx_conf
-source "$HERE/common.sh"
 require_free_ports "$UPSTREAM_ADDR" "$GATEWAY_ADDR" "$GATEWAY_ADMIN_ADDR" "$NGINX_ADDR"
 # Established connections whose local port is the upstream's: what the origin holds, whoever dialled it.
 upstream_connections() { ss -Htn state established "( sport = :${UPSTREAM_ADDR##*:} )" | wc -l; }
