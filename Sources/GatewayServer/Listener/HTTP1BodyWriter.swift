@@ -103,13 +103,13 @@ enum HTTP1Fields {
 
     /// RFC 9110 `token`: one or more `tchar`.
     static func isValidFieldName(_ name: String) -> Bool {
-        !name.isEmpty && name.utf8.allSatisfy(HTTPFieldSyntax.isTokenCharacter)
+        !name.isEmpty && !HTTPFieldSyntax.containsByte(in: name) { !HTTPFieldSyntax.isTokenCharacter($0) }
     }
 
     /// RFC 9110 `field-value` as NIO's validator reads it: no control character but horizontal tab (so no CR, LF
     /// or NUL).
     static func isValidFieldValue(_ value: String) -> Bool {
-        !value.utf8.contains(where: HTTPFieldSyntax.isControl)
+        !HTTPFieldSyntax.containsByte(in: value, where: HTTPFieldSyntax.isControl)
     }
 }
 

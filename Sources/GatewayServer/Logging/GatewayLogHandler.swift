@@ -125,7 +125,10 @@ public struct GatewayLogHandler: LogHandler, Sendable {
     }
 
     private static func appendQuotedIfNeeded(_ value: String, to line: inout String) {
-        if value.utf8.contains(where: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "=") }) {
+        let needsQuotes = HTTPFieldSyntax.containsByte(in: value) {
+            $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "=")
+        }
+        if needsQuotes {
             line += "\""
             line += JSONString.escape(value)
             line += "\""

@@ -100,7 +100,9 @@ final class UpstreamChannelHandler: ChannelDuplexHandler {
     /// The request line and header lines; `false` when a field cannot be sent or the target has a byte a request
     /// line cannot carry (a control character or a space).
     static func serialize(_ head: HTTPRequestHead, into buffer: inout ByteBuffer) -> Bool {
-        guard !head.uri.isEmpty, !head.uri.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }) else { return false }
+        guard !head.uri.isEmpty, !HTTPFieldSyntax.containsByte(in: head.uri, where: { $0 <= 0x20 || $0 == 0x7F }) else {
+            return false
+        }
         buffer.writeString(head.method.rawValue)
         buffer.writeStaticString(" ")
         buffer.writeString(head.uri)
