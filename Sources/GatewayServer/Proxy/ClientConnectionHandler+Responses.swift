@@ -217,7 +217,10 @@ extension ClientConnectionHandler {
             unparkRequestDecoder(context: context)
         case .keepAlive(replayPipelined: true):
             unparkRequestDecoder(context: context)
-            context.eventLoop.assumeIsolated().execute { [weak self] in self?.replayPipelined() }
+            // Held strongly until the next loop tick, not weakly: a weak reference would give the handler a side
+            // table for the rest of its life (as the dial's did, Benchmarks/README change 25); a handler removed
+            // meanwhile runs nothing (`run` needs its context).
+            context.eventLoop.assumeIsolated().execute { [self] in replayPipelined() }
         }
     }
 
